@@ -1,0 +1,96 @@
+/* fastsgd.h — the C kernels the Cython engine calls.
+ *
+ * Every kernel exists twice, `_f32` (float) and `_f64` (double): the bodies
+ * are written once in fsg_kernels_impl.h and stamped out per type by
+ * fsg_kernels.c.  Kernels are serial, allocate nothing and never fail; the
+ * engine decides threading and turns non-finite results into status codes.
+ *
+ * Shape letters used in comments: B rows of a batch (slice), F fan-in,
+ * H fan-out of a layer, K output columns.  Matrices are row-major.
+ * Argument order follows llm.c: outputs first, then inputs, then sizes.
+ */
+#ifndef FASTSGD_H
+#define FASTSGD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef ptrdiff_t fsg_idx;
+
+/* hidden-layer activations (scikit-learn's `activation`) */
+enum fsg_activation {
+    FSG_ACT_IDENTITY = 0,
+    FSG_ACT_LOGISTIC = 1,
+    FSG_ACT_TANH = 2,
+    FSG_ACT_RELU = 3
+};
+
+/* output activation + loss pairs; each is a canonical link, so delta = P - Y */
+enum fsg_output {
+    FSG_OUT_SQUARED = 0,  /* identity + squared error (regressor) */
+    FSG_OUT_POISSON = 1,  /* exp + half Poisson deviance (regressor) */
+    FSG_OUT_BINARY = 2,   /* logistic + binary log-loss (binary, multilabel) */
+    FSG_OUT_SOFTMAX = 3   /* softmax + log-loss (multiclass) */
+};
+
+#define FSG_DECLARE_KERNELS(T, S)                                              \
+    /* z (B, H) <- act(z + bias) */                                            \
+    void fsg_bias_activation_##S(T *z, const T *bias, fsg_idx B, fsg_idx H,    \
+                                 int activation);                              \
+    /* delta (n) *= act'(a), the derivative written in terms of the output a */\
+    void fsg_activation_backward_##S(T *delta, const T *a, fsg_idx n,          \
+                                     int activation);                          \
+    /* z (B, K) <- out_act(z + bias): the prediction P */                      \
+    void fsg_output_forward_##S(T *z, const T *bias, fsg_idx B, fsg_idx K,     \
+                                int output);                                   \
+    /* z (B, K) <- (out_act(z + bias) - y) * sw; returns sum_rows sw*loss_row  \
+     * (sw = 1 when NULL).  Squared error is returned as sum (y-p)^2; the      \
+     * caller applies scikit-learn's 0.5/K factor. */                          \
+    double fsg_output_loss_delta_##S(T *z, const T *bias, const T *y,          \
+                                     const T *sw, fsg_idx B, fsg_idx K,        \
+                                     int output);                              \
+    /* momentum-SGD step on n parameters, gradient given:                     \
+     *   g' = (g + alpha*w) * inv_m;  v = mu*v - lr*g';                        \
+     *   w += nesterov ? mu*v - lr*g' : v.                                     \
+     * returns sum of the pre-update w^2 (the L2 term of this batch's loss). */\
+    double fsg_sgd_update_##S(T *w, T *v, const T *g, fsg_idx n, T alpha,      \
+                              T inv_m, T lr, T mu, int nesterov);              \
+    /* the same step for rows [f0, f1) of W (F, H) with the gradient formed    \
+     * on the fly, g[f, :] = sum_b a[b, f] * d[b, :], never materialised:      \
+     * the small-batch path.  a (B, lda), d (B, H). */                          \
+    double fsg_outer_update_##S(T *w, T *v, const T *a, fsg_idx lda,           \
+                                const T *d, fsg_idx B, fsg_idx f0, fsg_idx f1, \
+                                fsg_idx H, T alpha, T inv_m, T lr, T mu,       \
+                                int nesterov);                                 \
+    /* out (H) <- sum over the B rows of d (B, H), in row order */             \
+    void fsg_column_sum_##S(T *out, const T *d, fsg_idx B, fsg_idx H);         \
+    /* out (B, H) <- a (B, F) @ w (F, H), for small B where BLAS call overhead \
+     * dominates */                                                            \
+    void fsg_small_matmul_##S(T *out, const T *a, fsg_idx lda, const T *w,     \
+                              fsg_idx B, fsg_idx F, fsg_idx H);                \
+    /* out (B, F) <- d (B, H) @ w (F, H)^T, for small B */                     \
+    void fsg_small_matmul_bt_##S(T *out, const T *d, const T *w, fsg_idx B,    \
+                                 fsg_idx F, fsg_idx H);                        \
+    /* out (B, F) <- rows idx[0..B) of x (n, F) */                             \
+    void fsg_gather_rows_##S(T *out, const T *x, const int64_t *idx,           \
+                             fsg_idx B, fsg_idx F);                            \
+    /* 1 when all n values are finite */                                       \
+    int fsg_all_finite_##S(const T *x, fsg_idx n);
+
+FSG_DECLARE_KERNELS(float, f32)
+FSG_DECLARE_KERNELS(double, f64)
+
+/* which SIMD variant of the kernels this CPU runs ("avx512", "avx2",
+ * "baseline"), and whether function multi-versioning was compiled in */
+const char *fsg_kernel_isa(void);
+int fsg_kernel_multiversioned(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FASTSGD_H */

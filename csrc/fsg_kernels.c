@@ -1,0 +1,72 @@
+/* fsg_kernels.c — stamps out the float and double kernels.
+ *
+ * Portable wheels and fast local code at once: with GCC on x86-64 Linux the
+ * hot kernels are compiled three times (AVX-512, AVX2+FMA, baseline SSE2)
+ * through `target_clones`, and the loader picks the best one for the CPU
+ * once, at import (an ifunc).  No -march=native needed; set the CMake option
+ * FASTSGD_CLONES=OFF to get one baseline copy.
+ */
+#include "fastsgd.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#if defined(__GNUC__)
+#define FSG_RESTRICT __restrict__
+#define FSG_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define FSG_RESTRICT
+#define FSG_ALWAYS_INLINE inline
+#endif
+
+#if defined(FSG_USE_CLONES) && defined(__GNUC__) && !defined(__clang__) && \
+    defined(__x86_64__) && defined(__linux__)
+#define FSG_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define FSG_HAVE_CLONES 1
+#else
+#define FSG_HOT
+#define FSG_HAVE_CLONES 0
+#endif
+
+#define T float
+#define S f32
+#define FSG_EXP expf
+#define FSG_TANH tanhf
+#define FSG_EPS FLT_EPSILON
+#include "fsg_kernels_impl.h"
+#undef T
+#undef S
+#undef FSG_EXP
+#undef FSG_TANH
+#undef FSG_EPS
+
+#define T double
+#define S f64
+#define FSG_EXP exp
+#define FSG_TANH tanh
+#define FSG_EPS DBL_EPSILON
+#include "fsg_kernels_impl.h"
+#undef T
+#undef S
+#undef FSG_EXP
+#undef FSG_TANH
+#undef FSG_EPS
+
+int fsg_kernel_multiversioned(void) { return FSG_HAVE_CLONES; }
+
+const char *fsg_kernel_isa(void) {
+#if FSG_HAVE_CLONES
+    /* the same test the ifunc resolvers make */
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4")) return "avx512";
+    if (__builtin_cpu_supports("x86-64-v3")) return "avx2";
+    return "baseline";
+#elif defined(__AVX512F__)
+    return "avx512 (compile-time)";
+#elif defined(__AVX2__)
+    return "avx2 (compile-time)";
+#else
+    return "baseline";
+#endif
+}

@@ -1,0 +1,507 @@
+"""BaseSGDMLP: what the two estimators share — parameters and their
+validation, the fit / partial_fit orchestration (initialisation, early
+stopping, schedules, the epoch loop around the compiled engine), prediction,
+persistence, and the rules for failing without losing anything.
+
+The order of every random draw follows scikit-learn 1.9's MLP with
+``solver='sgd'`` (weights, then the early-stopping split, then one shuffle per
+epoch), so the same ``random_state`` gives the same model.
+"""
+
+import warnings
+from abc import ABC, abstractmethod
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, _fit_context, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from fastsgd import _engine
+from fastsgd._optimizer import SGDOptimizer
+from fastsgd._params import ACTIVATION_CODES, OUTPUT_CODES, ParamLayout
+from fastsgd._threads import effective_n_threads, single_threaded_blas
+
+
+class DivergenceError(ValueError):
+    """Training produced a non-finite loss or non-finite weights.
+
+    The model keeps the weights it had before the failing epoch.
+    """
+
+
+class _Checkpoint:
+    """Everything a failing fit / partial_fit call must put back.
+
+    Attributes are restored by swapping ``__dict__`` back; the arrays and
+    lists that training changes in place (parameter slab, velocities, loss
+    curves) are restored in place, so any view or alias of them stays valid.
+    """
+
+    def __init__(self, est):
+        self.state = est.__dict__.copy()
+        self.arrays = []
+        for arr in (est.__dict__.get("_params"),
+                    getattr(est.__dict__.get("_optimizer"), "velocity", None)):
+            if arr is not None:
+                self.arrays.append((arr, arr.copy()))
+        opt = est.__dict__.get("_optimizer")
+        self.learning_rate = None if opt is None else (opt, opt.learning_rate)
+        self.lists = [(lst, len(lst)) for lst in
+                      (est.__dict__.get("loss_curve_"), est.__dict__.get("validation_scores_"))
+                      if isinstance(lst, list)]
+
+    def restore(self, est):
+        est.__dict__.clear()
+        est.__dict__.update(self.state)
+        for arr, saved in self.arrays:
+            arr[...] = saved
+        if self.learning_rate is not None:
+            opt, lr = self.learning_rate
+            opt.learning_rate = lr
+        for lst, length in self.lists:
+            del lst[length:]
+
+
+class BaseSGDMLP(BaseEstimator, ABC):
+    """Base class of fastsgd's MLPClassifier and MLPRegressor.
+
+    Not for direct use.
+    """
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "n_iter_no_change": [
+            Interval(Integral, 1, None, closed="left"),
+            Options(Real, {np.inf}),
+        ],
+        "n_threads": [
+            None,
+            Interval(Integral, 1, None, closed="left"),
+            Interval(Integral, None, -1, closed="right"),
+        ],
+    }
+
+    @abstractmethod
+    def __init__(self, hidden_layer_sizes, activation, alpha, batch_size, learning_rate,
+                 learning_rate_init, power_t, max_iter, loss, shuffle, random_state, tol,
+                 verbose, warm_start, momentum, nesterovs_momentum, early_stopping,
+                 validation_fraction, n_iter_no_change, n_threads):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.loss = loss
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.n_threads = n_threads
+
+    # ----------------------------------------------------------------- hooks
+    @abstractmethod
+    def _validate_input(self, X, y, incremental, reset):
+        """Return ``(X, Y)``: X validated (float32/float64), Y the internal
+        2-D target matrix.  May set label state (classes_, binarizer)."""
+
+    @abstractmethod
+    def _output_activation(self):
+        """The output activation for the current targets."""
+
+    @abstractmethod
+    def _score(self, X, y, sample_weight=None):
+        """Validation score for early stopping (larger is better)."""
+
+    # ------------------------------------------------------ parameter slab
+    def _layout(self):
+        return ParamLayout([c.shape[0] for c in self.coefs_] + [self.coefs_[-1].shape[1]])
+
+    def _bind_views(self):
+        """Point coefs_ / intercepts_ at the slab."""
+        self.coefs_, self.intercepts_ = self._layout_from_units().views(self._params)
+
+    def _layout_from_units(self):
+        return ParamLayout(self._units)
+
+    def _current_slab(self):
+        """The parameter slab matching coefs_ / intercepts_.
+
+        Normally coefs_ and intercepts_ are views into ``_params``.  If a user
+        replaced them (``est.coefs_ = [...]``), pack the new arrays into a
+        fresh slab (without storing it: prediction must not change state).
+        """
+        slab = self.__dict__.get("_params")
+        coefs, intercepts = self.coefs_, self.intercepts_
+        if slab is not None and all(
+            a.base is slab for a in list(coefs) + list(intercepts)
+            if isinstance(a, np.ndarray)
+        ) and len(coefs) == len(self._units) - 1:
+            return slab
+        units = [np.shape(c)[0] for c in coefs] + [np.shape(coefs[-1])[1]]
+        dtype = np.result_type(*[np.asarray(a).dtype for a in list(coefs) + list(intercepts)])
+        if dtype not in (np.float32, np.float64):
+            dtype = np.float64
+        return ParamLayout(units).pack(coefs, intercepts, dtype)
+
+    def _sync_slab(self):
+        """Before training: make the slab the single source of truth again."""
+        slab = self._current_slab()
+        if slab is not self.__dict__.get("_params"):
+            units = [c.shape[0] for c in self.coefs_] + [self.coefs_[-1].shape[1]]
+            self._units = tuple(units)
+            self._params = slab
+            self._bind_views()
+            opt = self.__dict__.get("_optimizer")
+            if opt is not None and (opt.velocity.shape != slab.shape
+                                    or opt.velocity.dtype != slab.dtype):
+                del self._optimizer  # stale velocities: start afresh
+
+    # -------------------------------------------------------------- fitting
+    def _hidden_layer_list(self):
+        hidden = self.hidden_layer_sizes
+        if not hasattr(hidden, "__iter__"):
+            hidden = [hidden]
+        hidden = list(hidden)
+        if np.any(np.array(hidden) <= 0):
+            raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden)
+        return [int(h) for h in hidden]
+
+    def _initialize(self, Y, units, dtype, random_state):
+        """First pass: draw the weights and reset the training books."""
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = Y.shape[1]
+        self.n_layers_ = len(units)
+        self.out_activation_ = self._output_activation()
+        self._units = tuple(units)
+        layout = ParamLayout(units)
+        self._params = layout.glorot_init(random_state, self.activation, dtype)
+        self._bind_views()
+        self._best_params = self._params.copy()
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        checkpoint = _Checkpoint(self)
+        try:
+            plan = self._prepare(X, y, sample_weight, incremental)
+        except BaseException:
+            checkpoint.restore(self)
+            raise
+        try:
+            self._fit_stochastic(*plan, incremental=incremental)
+        except Exception:
+            if incremental:
+                # a partial_fit that fails leaves the model exactly as it was
+                checkpoint.restore(self)
+            raise
+        return self
+
+    def _prepare(self, X, y, sample_weight, incremental):
+        """Validate everything and initialise; no training yet."""
+        hidden = self._hidden_layer_list()
+        if "coefs_" in self.__dict__ and "_params" in self.__dict__:
+            self._sync_slab()
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        X, Y = self._validate_input(X, y, incremental, reset=first_pass)
+        if not np.isfinite(Y).all():  # y_numeric validation already checks; be safe
+            raise ValueError("Input y contains NaN or infinity.")
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        units = [X.shape[1]] + hidden + [Y.shape[1]]
+        if not first_pass and tuple(units) != tuple(self._units):
+            raise ValueError(
+                f"The network of this {type(self).__name__} has layer sizes "
+                f"{list(self._units)}, but this call needs {units} (hidden_layer_sizes "
+                "or the number of outputs changed); fit it anew without warm_start."
+            )
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(Y, units, X.dtype, self._random_state)
+        dtype = self._params.dtype
+        if X.dtype != dtype:
+            # warm start / partial_fit with data of another dtype: the model
+            # keeps its dtype, the data follows (one conversion, as sklearn)
+            X = X.astype(dtype)
+        Y = np.ascontiguousarray(Y, dtype=dtype)
+        X = np.ascontiguousarray(X)
+        if sample_weight is not None:
+            sample_weight = np.ascontiguousarray(sample_weight, dtype=dtype)
+        n_threads = effective_n_threads(self.n_threads)
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._optimizer = SGDOptimizer(
+                self._params.shape[0], dtype, self.learning_rate_init, self.learning_rate,
+                self.momentum, self.nesterovs_momentum, self.power_t)
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        split = self._early_stopping_split(X, Y, sample_weight) if self.early_stopping else None
+        return X, Y, sample_weight, split, n_threads
+
+    def _early_stopping_split(self, X, Y, sample_weight):
+        """Draw the validation split exactly as scikit-learn does, but split
+        row indices instead of copying the data (the draws depend only on the
+        row count and the stratification labels)."""
+        stratify = Y.astype(bool) if (is_classifier(self) and self.n_outputs_ == 1) else None
+        train_idx, val_idx = train_test_split(
+            np.arange(X.shape[0]), random_state=self._random_state,
+            test_size=self.validation_fraction, stratify=stratify)
+        if val_idx.shape[0] < 2:
+            raise ValueError(
+                "The validation set is too small. Increase 'validation_fraction' "
+                "or the size of your dataset.")
+        X_val = X[val_idx]
+        y_val = self._targets_for_scoring(Y[val_idx])
+        sw_val = None if sample_weight is None else sample_weight[val_idx]
+        return train_idx.astype(np.int64), X_val, y_val, sw_val
+
+    def _targets_for_scoring(self, Y):
+        return Y
+
+    def _fit_stochastic(self, X, Y, sample_weight, split, n_threads, incremental):
+        early_stopping = split is not None
+        if early_stopping:
+            train_idx, X_val, y_val, sw_val = split
+            n_samples = train_idx.shape[0]
+        else:
+            train_idx = X_val = y_val = sw_val = None
+            n_samples = X.shape[0]
+
+        if self.batch_size == "auto":
+            batch_size = min(200, n_samples)
+        else:
+            if self.batch_size > n_samples:
+                warnings.warn("Got `batch_size` less than 1 or larger than "
+                              "sample size. It is going to be clipped")
+            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+
+        layout = self._layout_from_units()
+        engine = _engine.Engine(layout.units, layout.coef_offsets, layout.intercept_offsets,
+                                ACTIVATION_CODES[self.activation],
+                                OUTPUT_CODES[self.out_activation_])
+        params, velocity = self._params, self._optimizer.velocity
+        empty_sw = np.empty(0, dtype=params.dtype)
+        sw = empty_sw if sample_weight is None else sample_weight
+        contiguous = np.empty(0, dtype=np.int64)
+        batch_losses = np.empty(-(-n_samples // batch_size), dtype=np.float64)
+        sample_idx = np.arange(n_samples)
+
+        try:
+            self.n_iter_ = 0
+            for _ in range(self.max_iter):
+                if self.shuffle:
+                    # one rs.shuffle of a fresh arange per epoch, composed
+                    # with the previous order (sklearn.utils.shuffle)
+                    perm = np.arange(n_samples)
+                    self._random_state.shuffle(perm)
+                    sample_idx = sample_idx[perm]
+                if train_idx is not None:
+                    order = train_idx[sample_idx] if self.shuffle else train_idx
+                else:
+                    order = sample_idx.astype(np.int64) if self.shuffle else contiguous
+                loss_sum = self._run_epoch(engine, params, velocity, X, Y, sw, order,
+                                           batch_size, n_threads, batch_losses)
+                self.n_iter_ += 1
+                # scikit-learn's epoch loss: batch losses weighted by row count
+                self.loss_ = loss_sum / n_samples
+                self.t_ += n_samples
+                self.loss_curve_.append(self.loss_)
+                if self.verbose:
+                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+
+                self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
+                self._optimizer.iteration_ends(self.t_)
+
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if early_stopping:
+                        msg = ("Validation score did not improve more than "
+                               "tol=%f for %d consecutive epochs."
+                               % (self.tol, self.n_iter_no_change))
+                    else:
+                        msg = ("Training loss did not improve more than tol=%f"
+                               " for %d consecutive epochs."
+                               % (self.tol, self.n_iter_no_change))
+                    if self._optimizer.trigger_stopping(msg, self.verbose):
+                        break
+                    self._no_improvement_count = 0
+
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(
+                        "Stochastic Optimizer: Maximum iterations (%d) "
+                        "reached and the optimization hasn't converged yet." % self.max_iter,
+                        ConvergenceWarning)
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+
+        if early_stopping:
+            # restore the best weights; like scikit-learn, the live weights and
+            # the "best" snapshot are the same array afterwards
+            if self._best_params is not self._params:
+                self._params[...] = self._best_params
+                self._best_params = self._params
+
+    def _run_epoch(self, engine, params, velocity, X, Y, sw, order, batch_size, n_threads,
+                   batch_losses):
+        """One epoch in the engine; returns the sum of batch loss x batch
+        rows.  On divergence restores the weights from before the epoch and
+        raises."""
+        before = (params.copy(), velocity.copy())
+        with single_threaded_blas():
+            status, done, loss_sum = engine.train_epoch(
+                params, velocity, X, Y, sw, order, batch_size,
+                self._optimizer.learning_rate, self.momentum, self.nesterovs_momentum,
+                self.alpha, n_threads, batch_losses)
+        if status == _engine.Status.STATUS_OK and _engine.all_finite_slab(params):
+            return loss_sum
+        params[...], velocity[...] = before
+        epoch = self.n_iter_ + 1
+        lr = self._optimizer.learning_rate
+        if status == _engine.Status.STATUS_ZERO_WEIGHT_BATCH:
+            raise ValueError(
+                f"Batch {done + 1} of epoch {epoch} has sample weights summing to 0, "
+                "so its gradient is undefined; give those rows some weight or "
+                "shuffle them among others.")
+        where = (f"at batch {done} of epoch {epoch} (loss {batch_losses[done - 1]})"
+                 if status == _engine.Status.STATUS_NONFINITE_LOSS else f"in epoch {epoch}")
+        raise DivergenceError(
+            f"Training diverged {where}: the loss or the weights became "
+            f"non-finite. The weights from before this epoch were kept. Try a smaller "
+            f"learning_rate_init (now {lr:g}) or momentum (now {self.momentum:g}), "
+            "or scale the input data (e.g. StandardScaler).")
+
+    def _update_no_improvement_count(self, early_stopping, X_val, y_val, sw_val):
+        if early_stopping:
+            score = self._score(X_val, y_val, sample_weight=sw_val)
+            self.validation_scores_.append(score)
+            if self.verbose:
+                print("Validation score: %f" % self.validation_scores_[-1])
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_params = self._params.copy()
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X and target(s) y.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+            The input data.
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The target values (class labels in classification, real numbers
+            in regression).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        self : object
+            The trained model.
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    # ----------------------------------------------------------- prediction
+    def _forward_pass_fast(self, X, check_input=True):
+        """The network's output for X (after the output activation)."""
+        if check_input:
+            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        slab = self._current_slab()
+        # computed in the wider of the model's and the data's dtype, as
+        # numpy's promotion does in scikit-learn
+        dtype = np.result_type(slab.dtype, X.dtype)
+        if slab.dtype != dtype:
+            slab = slab.astype(dtype)
+        X = np.ascontiguousarray(X, dtype=dtype)
+        units = [c.shape[0] for c in self.coefs_] + [self.coefs_[-1].shape[1]]
+        layout = ParamLayout(units)
+        out = np.empty((X.shape[0], units[-1]), dtype=dtype)
+        with single_threaded_blas():
+            _engine.predict(layout.units, layout.coef_offsets, layout.intercept_offsets,
+                            ACTIVATION_CODES[self.activation],
+                            OUTPUT_CODES[self.out_activation_],
+                            slab, X, out, effective_n_threads(self.n_threads))
+        return out
+
+    def _score_with_function(self, X, y, sample_weight, score_function):
+        y_pred = self._predict(X, check_input=False)
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            return np.nan
+        return score_function(y, y_pred, sample_weight=sample_weight)
+
+    # ----------------------------------------------------------- persistence
+    def __getstate__(self):
+        state = super().__getstate__()
+        if "_params" in state:
+            # coefs_/intercepts_ are views of the slab: store the slab once
+            # (synced first, in case the user replaced the arrays)
+            state = dict(state)
+            slab = self._current_slab()
+            if slab is not state["_params"]:
+                state["_params"] = slab
+                state["_units"] = tuple([c.shape[0] for c in self.coefs_]
+                                        + [self.coefs_[-1].shape[1]])
+            state.pop("coefs_", None)
+            state.pop("intercepts_", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "_params" in self.__dict__:
+            self._bind_views()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags
+
+    def _check_fitted(self):
+        check_is_fitted(self, "coefs_")

@@ -1,0 +1,54 @@
+"""How many threads the engine uses, and keeping BLAS out of their way."""
+
+import os
+from contextlib import contextmanager
+
+from fastsgd import _engine
+
+
+def _usable_cpus():
+    """CPUs this process may run on (affinity mask and cgroup quota)."""
+    try:
+        from joblib import cpu_count  # scikit-learn's dependency; knows cgroups
+        return max(1, cpu_count())
+    except Exception:  # pragma: no cover - joblib always comes with sklearn
+        return max(1, len(os.sched_getaffinity(0)))
+
+
+def effective_n_threads(n_threads):
+    """The number of engine threads for the estimator's ``n_threads``.
+
+    ``None``: every CPU the process may use, capped by OpenMP's own limit
+    (``OMP_NUM_THREADS``, or a ``threadpoolctl`` limit on OpenMP).  ``k > 0``:
+    k threads.  ``k < 0``: all but ``|k| - 1`` (``-1`` is all), as in joblib.
+    Always 1 when the engine was built without OpenMP.
+    """
+    if not _engine.build_info()["openmp"]:
+        return 1
+    available = min(_engine.openmp_max_threads(), _usable_cpus())
+    if n_threads is None:
+        return max(1, available)
+    if n_threads == 0:
+        raise ValueError("n_threads == 0 is invalid; use None, a positive or a negative int")
+    if n_threads < 0:
+        return max(1, available + 1 + n_threads)
+    return int(n_threads)
+
+
+_controller = None
+
+
+@contextmanager
+def single_threaded_blas():
+    """Hold BLAS to one thread while the engine runs.
+
+    The engine calls BLAS from inside its own OpenMP threads; a BLAS that
+    also started threads would oversubscribe the cores, and a multithreaded
+    BLAS could split a product differently from run to run.
+    """
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+        _controller = ThreadpoolController()
+    with _controller.limit(limits=1, user_api="blas"):
+        yield

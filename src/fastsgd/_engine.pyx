@@ -1,0 +1,604 @@
+# The fastsgd training engine: whole epochs of mini-batch SGD on a
+# multi-layer perceptron, run without the GIL.
+#
+# Design decisions (DESIGN.md has the why):
+#
+# (a) Python decides, the engine executes.  The estimator draws every random
+#     number (weights, the row order of each epoch, the validation split) and
+#     owns the schedules; the engine is a deterministic function of
+#     (parameters, velocities, data, row order, hyper-parameters).
+# (b) One flat parameter slab, laid out [W0, ..., W(L-1), b0, ..., b(L-1)]
+#     (scikit-learn's coefs_ + intercepts_ order); velocities share the
+#     layout.  Offsets come from the estimator (fastsgd._params).
+# (c) One batch = two phases inside one OpenMP region:
+#       phase 1, per slice of the batch's rows: gather the rows, forward
+#         through every layer, output loss and delta, deltas back through the
+#         hidden layers.  Rows are independent, so slices need no reduction.
+#       phase 2, per task = a block of rows of one weight matrix (or the
+#         intercepts of one layer): its gradient A[i][:, rows]^T @ delta[i]
+#         and the momentum update of exactly those weights.
+#     The slices and tasks depend on the batch size and the network only,
+#     never on the thread count, and the two reductions (loss, ||W||^2) are
+#     summed in slice/task order, so results are bitwise identical for any
+#     n_threads.  Work is handed out dynamically: a thread that loses its
+#     core to a neighbour holds the other up by one slice or task, not by a
+#     fixed half of the batch.
+# (d) Small batches avoid BLAS (its call overhead dominates) and never
+#     materialise the weight gradient: phase 2 forms it on the fly inside the
+#     update (csrc fsg_outer_update).  Tiny batches run on one thread.
+# (e) Errors cross the nogil boundary as status codes / non-finite losses;
+#     the estimator raises and restores its weights.  Ctrl-C is honoured
+#     between batches.
+
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.math cimport isfinite
+from libc.stdint cimport int64_t
+from cpython.exc cimport PyErr_CheckSignals
+
+import numpy as np
+
+from fastsgd._blas cimport gemm
+from fastsgd._kernels cimport (
+    FSG_OUT_SQUARED, activation_backward, all_finite, bias_activation,
+    column_sum, fsg_kernel_isa, fsg_kernel_multiversioned, gather_rows,
+    outer_update, output_forward, output_loss_delta, sgd_update,
+    small_matmul, small_matmul_bt,
+)
+from fastsgd._openmp cimport (
+    FSG_OPENMP_ENABLED, fsg_omp_barrier, omp_get_max_threads, omp_get_num_procs,
+    omp_get_thread_num,
+)
+
+# status codes of train_epoch
+cpdef enum Status:
+    STATUS_OK = 0
+    STATUS_NONFINITE_LOSS = 1        # a batch loss was NaN or inf
+    STATUS_ZERO_WEIGHT_BATCH = 2     # a batch's sample weights sum to 0
+
+# Tuning knobs.  They change speed, never results for a given batch size
+# (except small_rows/fused_rows, which pick between two exact formulas whose
+# float rounding differs; that choice depends on the batch size only).
+cdef dict _TUNING = dict(
+    slice_rows=64,           # phase 1: rows per slice (at most)
+    task_weights=4096,       # phase 2: weights per task (about)
+    small_rows=8,            # batches up to this many rows skip BLAS
+    fused_rows=16,           # ... up to this many fuse gradient into update
+    parallel_min_work=1 << 18,  # rows * parameters below which 1 thread runs
+    predict_rows=128,        # rows per prediction slice
+    signal_every=256,        # batches between Ctrl-C checks
+)
+
+
+def get_tuning():
+    """The engine's tuning knobs (a copy)."""
+    return dict(_TUNING)
+
+
+def set_tuning(**knobs):
+    """Change tuning knobs (benchmarks use this to find crossovers)."""
+    for key, value in knobs.items():
+        if key not in _TUNING:
+            raise KeyError(f"unknown tuning knob {key!r}")
+        if int(value) < 1:
+            raise ValueError(f"tuning knob {key!r} must be >= 1")
+        _TUNING[key] = int(value)
+
+
+def build_info():
+    """How the engine was built and what it runs on."""
+    return {
+        "openmp": bool(FSG_OPENMP_ENABLED),
+        "openmp_max_threads": omp_get_max_threads(),
+        "openmp_num_procs": omp_get_num_procs(),
+        "kernel_isa": fsg_kernel_isa().decode(),
+        "kernel_multiversioned": bool(fsg_kernel_multiversioned()),
+    }
+
+
+def openmp_max_threads():
+    """omp_get_max_threads() of the engine's OpenMP runtime (honours
+    OMP_NUM_THREADS and threadpoolctl limits)."""
+    return omp_get_max_threads()
+
+
+# Everything the nogil code needs to know about the network and the
+# workspace: sizes, offsets into the parameter slab and into the workspace.
+cdef struct Plan:
+    Py_ssize_t n_layers          # L weight matrices
+    int activation               # hidden activation (fsg_activation)
+    int output                   # output activation + loss (fsg_output)
+    int n_threads
+    const Py_ssize_t *units      # L + 1 layer widths
+    const Py_ssize_t *coef_off   # L offsets of W[i] in the slab
+    const Py_ssize_t *icpt_off   # L offsets of b[i] in the slab
+    Py_ssize_t n_params
+    Py_ssize_t n_tasks           # phase 2 tasks
+    const Py_ssize_t *task_layer
+    const Py_ssize_t *task_row0  # -1: the intercepts of task_layer
+    const Py_ssize_t *task_row1
+    # workspace, in elements from its aligned base
+    Py_ssize_t xb_off            # gathered batch inputs (B, F)
+    Py_ssize_t yb_off            # gathered batch targets (B, K)
+    Py_ssize_t sw_off            # gathered batch sample weights (B,)
+    const Py_ssize_t *act_off    # hidden activations A[i] (B, units[i]), i=1..L-1
+    const Py_ssize_t *delta_off  # deltas delta[i] (B, units[i+1]), i=0..L-1
+    Py_ssize_t gbuf_off          # per-thread gradient blocks for phase 2
+    Py_ssize_t gbuf_stride
+    double *slice_loss           # phase 1 results, one per slice
+    double *task_sumsq           # phase 2 results, one per task
+    Py_ssize_t slice_rows
+    Py_ssize_t small_rows
+    Py_ssize_t fused_rows
+    Py_ssize_t parallel_min_work
+
+
+cdef inline void matmul(const Plan *p, floating *out, const floating *a,
+                        const floating *w, Py_ssize_t B, Py_ssize_t F,
+                        Py_ssize_t H) noexcept nogil:
+    """out (B, H) = a (B, F) @ w (F, H)."""
+    if B <= p.small_rows:
+        small_matmul(out, a, F, w, B, F, H)
+    else:
+        gemm(False, False, <int> B, <int> H, <int> F, <floating> 1.0, a, <int> F,
+             w, <int> H, <floating> 0.0, out, <int> H)
+
+
+cdef inline void matmul_bt(const Plan *p, floating *out, const floating *d,
+                           const floating *w, Py_ssize_t B, Py_ssize_t F,
+                           Py_ssize_t H) noexcept nogil:
+    """out (B, F) = d (B, H) @ w (F, H)^T."""
+    if B <= p.small_rows:
+        small_matmul_bt(out, d, w, B, F, H)
+    else:
+        gemm(False, True, <int> B, <int> F, <int> H, <floating> 1.0, d, <int> H,
+             w, <int> H, <floating> 0.0, out, <int> F)
+
+
+cdef double forward_backward_slice(
+        const Plan *p, floating *ws, const floating *params,
+        const floating *X, const floating *Y, const floating *sw,
+        const int64_t *rows, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
+    """Phase 1 on batch rows [r0, r1): forward pass, output loss and delta,
+    deltas of the hidden layers.  Returns the slice's sum of sw * loss.
+
+    With `rows` the batch is gathered from X, Y, sw by index; without, X, Y
+    and sw already point at the batch's first row (a contiguous batch is
+    used in place)."""
+    cdef Py_ssize_t n = r1 - r0, L = p.n_layers, K = p.units[p.n_layers]
+    cdef Py_ssize_t i, F = p.units[0], H
+    cdef const floating *a
+    cdef const floating *y
+    cdef floating *z
+    cdef floating *d_below
+    cdef double loss = 0.0
+
+    if rows != NULL:
+        gather_rows(ws + p.xb_off + r0 * F, X, rows + r0, n, F)
+        gather_rows(ws + p.yb_off + r0 * K, Y, rows + r0, n, K)
+        a = ws + p.xb_off + r0 * F
+        y = ws + p.yb_off + r0 * K
+        if sw != NULL:
+            gather_rows(ws + p.sw_off + r0, sw, rows + r0, n, 1)
+            sw = ws + p.sw_off + r0
+    else:
+        a = X + r0 * F
+        y = Y + r0 * K
+        if sw != NULL:
+            sw = sw + r0
+
+    # forward: A[i+1] = act(A[i] @ W[i] + b[i]); the output layer's
+    # pre-activation is written straight into delta[L-1] and becomes P - Y
+    for i in range(L):
+        F = p.units[i]
+        H = p.units[i + 1]
+        if i < L - 1:
+            z = ws + p.act_off[i + 1] + r0 * H
+        else:
+            z = ws + p.delta_off[L - 1] + r0 * H
+        matmul(p, z, a, params + p.coef_off[i], n, F, H)
+        if i < L - 1:
+            bias_activation(z, params + p.icpt_off[i], n, H, p.activation)
+        else:
+            loss = output_loss_delta(z, params + p.icpt_off[i], y, sw, n, H, p.output)
+        a = z
+
+    # backward: delta[i-1] = (delta[i] @ W[i]^T) * act'(A[i]), with the
+    # weights from before this batch's update (phase 2 has not run yet)
+    for i in range(L - 1, 0, -1):
+        F = p.units[i]
+        H = p.units[i + 1]
+        d_below = ws + p.delta_off[i - 1] + r0 * F
+        matmul_bt(p, d_below, ws + p.delta_off[i] + r0 * H, params + p.coef_off[i], n, F, H)
+        activation_backward(d_below, ws + p.act_off[i] + r0 * F, n * F, p.activation)
+    return loss
+
+
+cdef double update_task(
+        const Plan *p, floating *ws, floating *params, floating *velocity,
+        const floating *a0, Py_ssize_t B, Py_ssize_t t, floating *gbuf,
+        floating alpha, floating inv_m, floating lr, floating mu,
+        bint nesterov) noexcept nogil:
+    """Phase 2, task t: gradient and momentum update of one block of weight
+    rows (or of one layer's intercepts).  Returns the block's sum of squared
+    pre-update weights, for the L2 term of the batch loss."""
+    cdef Py_ssize_t i = p.task_layer[t]
+    cdef Py_ssize_t f0 = p.task_row0[t], f1 = p.task_row1[t]
+    cdef Py_ssize_t F = p.units[i], H = p.units[i + 1]
+    cdef const floating *d = ws + p.delta_off[i]
+    cdef const floating *a = a0 if i == 0 else ws + p.act_off[i]
+    cdef floating *w = params + p.coef_off[i]
+    cdef floating *v = velocity + p.coef_off[i]
+
+    if f0 < 0:
+        # intercepts: gradient = column sums of delta; no L2 penalty
+        column_sum(gbuf, d, B, H)
+        sgd_update(params + p.icpt_off[i], velocity + p.icpt_off[i], gbuf, H,
+                   <floating> 0.0, inv_m, lr, mu, nesterov)
+        return 0.0
+    if B <= p.fused_rows:
+        return outer_update(w, v, a, F, d, B, f0, f1, H, alpha, inv_m, lr, mu, nesterov)
+    # gradient block (f1 - f0, H) = A[:, f0:f1]^T @ delta, then the update
+    gemm(True, False, <int> (f1 - f0), <int> H, <int> B, <floating> 1.0, a + f0, <int> F,
+         d, <int> H, <floating> 0.0, gbuf, <int> H)
+    return sgd_update(w + f0 * H, v + f0 * H, gbuf, (f1 - f0) * H, alpha, inv_m, lr, mu,
+                      nesterov)
+
+
+cdef double train_batch(
+        const Plan *p, floating *ws, floating *params, floating *velocity,
+        const floating *X, const floating *Y, const floating *sw,
+        const int64_t *rows, Py_ssize_t B, double m, floating alpha,
+        floating lr, floating mu, bint nesterov) noexcept nogil:
+    """One SGD step on one batch of B rows with total weight m.  Returns the
+    batch loss as scikit-learn defines it (data loss + L2 term, both / m)."""
+    cdef Py_ssize_t n_slices = (B + p.slice_rows - 1) // p.slice_rows
+    cdef Py_ssize_t slice_len = (B + n_slices - 1) // n_slices
+    cdef Py_ssize_t s, t, r0, r1, K = p.units[p.n_layers]
+    cdef floating inv_m = <floating> (1.0 / m)
+    cdef const floating *a0 = (ws + p.xb_off) if rows != NULL else X
+    cdef bint threaded = p.n_threads > 1 and B * p.n_params >= p.parallel_min_work
+    cdef double data_loss = 0.0, sumsq = 0.0
+
+    with parallel(num_threads=p.n_threads, use_threads_if=threaded):
+        for s in prange(n_slices, schedule='dynamic'):
+            r0 = s * slice_len
+            r1 = r0 + slice_len
+            if r1 > B:
+                r1 = B
+            p.slice_loss[s] = forward_backward_slice(p, ws, params, X, Y, sw, rows, r0, r1)
+        # every delta must be known before any weight changes (Cython's
+        # prange inside parallel() has no barrier of its own)
+        fsg_omp_barrier()
+        for t in prange(p.n_tasks, schedule='dynamic'):
+            p.task_sumsq[t] = update_task(
+                p, ws, params, velocity, a0, B, t,
+                ws + p.gbuf_off + omp_get_thread_num() * p.gbuf_stride,
+                alpha, inv_m, lr, mu, nesterov)
+
+    # reductions in a fixed order: the result does not depend on threads
+    for s in range(n_slices):
+        data_loss += p.slice_loss[s]
+    for t in range(p.n_tasks):
+        sumsq += p.task_sumsq[t]
+    if p.output == FSG_OUT_SQUARED:
+        data_loss *= 0.5 / K    # scikit-learn averages squared error over outputs
+    return (data_loss + 0.5 * alpha * sumsq) / m
+
+
+cdef int check_signals() except -1 with gil:
+    """Let Ctrl-C (KeyboardInterrupt) through between batches."""
+    return PyErr_CheckSignals()
+
+
+cdef inline Py_ssize_t _align(Py_ssize_t n) noexcept nogil:
+    # 64-byte alignment for every workspace buffer (16 floats / 8 doubles;
+    # rounding to 16 elements covers both)
+    return (n + 15) // 16 * 16
+
+
+cdef class Engine:
+    """The compiled training engine for one network shape.
+
+    Parameters
+    ----------
+    units : sequence of int
+        Layer widths [n_features, hidden..., n_outputs].
+    coef_offsets, intercept_offsets : sequence of int
+        Where W[i] and b[i] start in the flat parameter slab.
+    activation : int
+        Hidden activation code (fastsgd._params.ACTIVATION_CODES).
+    output : int
+        Output activation + loss code (fastsgd._params.OUTPUT_CODES).
+    """
+
+    cdef readonly object units
+    cdef readonly int activation
+    cdef readonly int output
+    cdef readonly Py_ssize_t n_params
+    cdef object _coef_off, _icpt_off
+    cdef object _task_layer, _task_row0, _task_row1
+    cdef object _act_off, _delta_off
+    cdef object _ws, _slice_loss, _task_sumsq
+    cdef Py_ssize_t _ws_rows, _ws_threads
+    cdef object _ws_dtype
+    cdef Plan _plan
+
+    def __init__(self, units, coef_offsets, intercept_offsets, int activation, int output):
+        units = np.asarray(units, dtype=np.intp)
+        L = len(units) - 1
+        if L < 1 or len(coef_offsets) != L or len(intercept_offsets) != L:
+            raise ValueError("inconsistent network layout")
+        if np.any(units < 1):
+            raise ValueError("every layer needs at least one unit")
+        self.units = units
+        self.activation = activation
+        self.output = output
+        self._coef_off = np.asarray(coef_offsets, dtype=np.intp)
+        self._icpt_off = np.asarray(intercept_offsets, dtype=np.intp)
+        self.n_params = int(np.sum(units[:-1] * units[1:]) + np.sum(units[1:]))
+
+        # phase 2 tasks: blocks of about task_weights weights, then one task
+        # per layer for its intercepts
+        layer, row0, row1 = [], [], []
+        for i in range(L):
+            fan_in, fan_out = int(units[i]), int(units[i + 1])
+            block = max(1, _TUNING["task_weights"] // fan_out)
+            for f0 in range(0, fan_in, block):
+                layer.append(i)
+                row0.append(f0)
+                row1.append(min(f0 + block, fan_in))
+        for i in range(L):
+            layer.append(i)
+            row0.append(-1)
+            row1.append(-1)
+        self._task_layer = np.asarray(layer, dtype=np.intp)
+        self._task_row0 = np.asarray(row0, dtype=np.intp)
+        self._task_row1 = np.asarray(row1, dtype=np.intp)
+        self._ws = None
+        self._ws_rows = 0
+        self._ws_threads = 0
+        self._ws_dtype = None
+
+    def __reduce__(self):
+        # the workspace is scratch: rebuild from the shape
+        return (Engine, (self.units, self._coef_off, self._icpt_off,
+                         self.activation, self.output))
+
+    cdef void _reserve(self, Py_ssize_t rows, int n_threads, object dtype) except *:
+        """Allocate the workspace for batches of up to `rows` rows and
+        `n_threads` threads, once; later calls reuse it."""
+        cdef Py_ssize_t L = len(self.units) - 1, off = 0, i, gbuf, n_slices
+        cdef Py_ssize_t[::1] units = self.units
+        if (self._ws is not None and rows <= self._ws_rows
+                and n_threads <= self._ws_threads and dtype == self._ws_dtype):
+            return
+        rows = max(rows, self._ws_rows if dtype == self._ws_dtype else 0)
+        n_threads = max(n_threads, self._ws_threads if dtype == self._ws_dtype else 1)
+        K = units[L]
+        act_off = np.zeros(L + 1, dtype=np.intp)
+        delta_off = np.zeros(L, dtype=np.intp)
+        xb_off = off
+        off += _align(rows * units[0])
+        yb_off = off
+        off += _align(rows * K)
+        sw_off = off
+        off += _align(rows)
+        for i in range(1, L):
+            act_off[i] = off
+            off += _align(rows * units[i])
+        for i in range(L):
+            delta_off[i] = off
+            off += _align(rows * units[i + 1])
+        # largest gradient block of a task, and room for an intercept vector
+        gbuf = 0
+        for t in range(len(self._task_layer)):
+            i = self._task_layer[t]
+            if self._task_row0[t] < 0:
+                gbuf = max(gbuf, units[i + 1])
+            else:
+                gbuf = max(gbuf, (self._task_row1[t] - self._task_row0[t]) * units[i + 1])
+        gbuf = _align(gbuf)
+        gbuf_off = off
+        off += gbuf * n_threads
+        itemsize = np.dtype(dtype).itemsize
+        raw = np.empty(off + 64 // itemsize, dtype=dtype)
+        shift = (-raw.ctypes.data % 64) // itemsize
+        self._ws = raw[shift:shift + off]
+        self._act_off = act_off
+        self._delta_off = delta_off
+        n_slices = (rows + _TUNING["slice_rows"] - 1) // _TUNING["slice_rows"]
+        self._slice_loss = np.zeros(max(n_slices, 1), dtype=np.float64)
+        self._task_sumsq = np.zeros(len(self._task_layer), dtype=np.float64)
+        self._ws_rows = rows
+        self._ws_threads = n_threads
+        self._ws_dtype = np.dtype(dtype)
+
+        cdef Py_ssize_t[::1] v
+        self._plan.n_layers = L
+        self._plan.activation = self.activation
+        self._plan.output = self.output
+        self._plan.n_params = self.n_params
+        v = self.units
+        self._plan.units = &v[0]
+        v = self._coef_off
+        self._plan.coef_off = &v[0]
+        v = self._icpt_off
+        self._plan.icpt_off = &v[0]
+        self._plan.n_tasks = len(self._task_layer)
+        v = self._task_layer
+        self._plan.task_layer = &v[0]
+        v = self._task_row0
+        self._plan.task_row0 = &v[0]
+        v = self._task_row1
+        self._plan.task_row1 = &v[0]
+        self._plan.xb_off = xb_off
+        self._plan.yb_off = yb_off
+        self._plan.sw_off = sw_off
+        v = self._act_off
+        self._plan.act_off = &v[0]
+        v = self._delta_off
+        self._plan.delta_off = &v[0]
+        self._plan.gbuf_off = gbuf_off
+        self._plan.gbuf_stride = gbuf
+        cdef double[::1] dv = self._slice_loss
+        self._plan.slice_loss = &dv[0]
+        dv = self._task_sumsq
+        self._plan.task_sumsq = &dv[0]
+
+    def train_epoch(self, floating[::1] params not None,
+                    floating[::1] velocity not None,
+                    const floating[:, ::1] X not None,
+                    const floating[:, ::1] Y not None,
+                    const floating[::1] sample_weight not None,
+                    const int64_t[::1] order not None,
+                    Py_ssize_t batch_size, double learning_rate,
+                    double momentum, bint nesterov, double alpha,
+                    int n_threads, double[::1] batch_losses not None):
+        """Run one epoch: every batch of `order` (or of X's rows in storage
+        order when `order` is empty), one forward/backward/update each.
+
+        `sample_weight` may be empty (no weights).  Per-batch losses go to
+        `batch_losses`.  Returns (status, batches done, sum over batches of
+        loss * batch rows); status is STATUS_OK or the reason the epoch
+        stopped early (the failing batch's update has been applied)."""
+        cdef Py_ssize_t n_rows = X.shape[0]
+        cdef Py_ssize_t n = order.shape[0] if order.shape[0] > 0 else n_rows
+        cdef Py_ssize_t L = len(self.units) - 1
+        cdef Py_ssize_t F = self.units[0], K = self.units[L]
+        cdef Py_ssize_t n_batches, k, start, B, r
+        cdef Py_ssize_t signal_every = _TUNING["signal_every"]
+        cdef const int64_t *rows
+        cdef const floating *sw = NULL
+        cdef const floating *Xb
+        cdef const floating *Yb
+        cdef const floating *swb
+        cdef double m, loss, total = 0.0
+        cdef int status = STATUS_OK
+        cdef Py_ssize_t done = 0
+        cdef floating f_alpha = <floating> alpha
+        cdef floating f_lr = <floating> learning_rate
+        cdef floating f_mu = <floating> momentum
+
+        if params.shape[0] != self.n_params or velocity.shape[0] != self.n_params:
+            raise ValueError("parameter slab does not match the network")
+        if X.shape[1] != F or Y.shape[1] != K or Y.shape[0] != n_rows:
+            raise ValueError("data does not match the network")
+        if sample_weight.shape[0] not in (0, n_rows):
+            raise ValueError("sample_weight does not match X")
+        if batch_size < 1 or n < 1:
+            raise ValueError("need at least one row and batch_size >= 1")
+        if order.shape[0] > 0:
+            if np.min(order) < 0 or np.max(order) >= n_rows:
+                raise ValueError("row order out of range")
+        n_batches = (n + batch_size - 1) // batch_size
+        if batch_losses.shape[0] < n_batches:
+            raise ValueError("batch_losses too short")
+        if sample_weight.shape[0] > 0:
+            sw = &sample_weight[0]
+        n_threads = max(1, n_threads)
+        self._reserve(min(batch_size, n), n_threads, np.asarray(X).dtype)
+        self._plan.n_threads = n_threads
+        self._plan.slice_rows = _TUNING["slice_rows"]
+        self._plan.small_rows = _TUNING["small_rows"]
+        self._plan.fused_rows = _TUNING["fused_rows"]
+        self._plan.parallel_min_work = _TUNING["parallel_min_work"]
+        cdef floating[::1] ws = self._ws
+
+        with nogil:
+            for k in range(n_batches):
+                start = k * batch_size
+                B = min(batch_size, n - start)
+                if order.shape[0] > 0:
+                    rows = &order[start]
+                    Xb, Yb, swb = &X[0, 0], &Y[0, 0], sw
+                else:
+                    rows = NULL
+                    Xb, Yb = &X[start, 0], &Y[start, 0]
+                    swb = (sw + start) if sw != NULL else NULL
+                # m: the batch's row count, or its total sample weight
+                m = B
+                if sw != NULL:
+                    m = 0.0
+                    for r in range(B):
+                        m += swb[r] if rows == NULL else sw[rows[r]]
+                    if m == 0.0:
+                        status = STATUS_ZERO_WEIGHT_BATCH
+                        break
+                loss = train_batch(&self._plan, &ws[0], &params[0], &velocity[0],
+                                   Xb, Yb, swb, rows, B, m, f_alpha, f_lr, f_mu, nesterov)
+                batch_losses[k] = loss
+                total += loss * B
+                done = k + 1
+                if not isfinite(loss):
+                    status = STATUS_NONFINITE_LOSS
+                    break
+                if done % signal_every == 0 and done < n_batches:
+                    check_signals()
+        return status, done, total
+
+def predict(units, coef_offsets, intercept_offsets, int activation, int output,
+            const floating[::1] params not None, const floating[:, ::1] X not None,
+            floating[:, ::1] out not None, int n_threads):
+    """out = the network's output (after the output activation) for X.
+
+    Row slices run in parallel; no temporaries beyond one slice's
+    activations per thread.  Arguments as for Engine, plus the parameter
+    slab, C-contiguous X and the output array (n_samples, n_outputs)."""
+    cdef Py_ssize_t[::1] units_v = np.asarray(units, dtype=np.intp)
+    cdef Py_ssize_t[::1] coef_off = np.asarray(coef_offsets, dtype=np.intp)
+    cdef Py_ssize_t[::1] icpt_off = np.asarray(intercept_offsets, dtype=np.intp)
+    cdef Py_ssize_t n = X.shape[0], L = units_v.shape[0] - 1
+    cdef Py_ssize_t K = units_v[L]
+    cdef Py_ssize_t slice_rows = _TUNING["predict_rows"]
+    cdef Py_ssize_t n_slices = (n + slice_rows - 1) // slice_rows
+    cdef Py_ssize_t width = 1, i, s, r0, r1, F, H, tid, n_params = 0
+    cdef floating *buf
+    cdef const floating *a
+    cdef floating *z
+    cdef Plan plan
+    for i in range(L):
+        n_params += units_v[i] * units_v[i + 1] + units_v[i + 1]
+    if params.shape[0] != n_params:
+        raise ValueError("parameter slab does not match the network")
+    if X.shape[1] != units_v[0] or out.shape[0] != n or out.shape[1] != K:
+        raise ValueError("data does not match the network")
+    if n == 0:
+        return
+    for i in range(1, L):
+        width = max(width, units_v[i])
+    width = _align(width * slice_rows)
+    n_threads = max(1, min(n_threads, n_slices))
+    scratch_arr = np.empty(2 * width * n_threads, dtype=np.asarray(X).dtype)
+    cdef floating[::1] scratch = scratch_arr
+    plan.small_rows = _TUNING["small_rows"]
+
+    with nogil, parallel(num_threads=n_threads, use_threads_if=n_threads > 1):
+        tid = omp_get_thread_num()
+        buf = &scratch[0] + 2 * width * tid
+        for s in prange(n_slices, schedule='dynamic'):
+            r0 = s * slice_rows
+            r1 = min(r0 + slice_rows, n)
+            a = &X[r0, 0]
+            for i in range(L):
+                F = units_v[i]
+                H = units_v[i + 1]
+                if i == L - 1:
+                    z = &out[r0, 0]
+                else:
+                    z = buf + (i % 2) * width   # ping-pong between two buffers
+                matmul(&plan, z, a, &params[coef_off[i]], r1 - r0, F, H)
+                if i < L - 1:
+                    bias_activation(z, &params[icpt_off[i]], r1 - r0, H, activation)
+                else:
+                    output_forward(z, &params[icpt_off[i]], r1 - r0, H, output)
+                a = z
+
+
+def all_finite_slab(const floating[::1] x not None):
+    """True when every value of x is finite."""
+    cdef bint ok = True
+    if x.shape[0] > 0:
+        with nogil:
+            ok = all_finite(&x[0], x.shape[0])
+    return ok
