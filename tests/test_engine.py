@@ -1,0 +1,88 @@
+"""Engine invariants: results independent of the thread count and of how
+the work is split; prediction equal to a plain NumPy forward pass."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+import fastsgd
+from fastsgd import _engine
+
+
+@pytest.fixture
+def tuning():
+    """Restore the engine's tuning knobs after a test changes them."""
+    saved = _engine.get_tuning()
+    yield _engine.set_tuning
+    _engine.set_tuning(**saved)
+
+
+def _fit(n_threads, batch_size, dtype=np.float64, **params):
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(dtype)
+    est = fastsgd.MLPClassifier(hidden_layer_sizes=(128, 32), batch_size=batch_size,
+                                learning_rate_init=0.01, max_iter=3, random_state=0,
+                                n_threads=n_threads, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return est.fit(X, y)
+
+
+def _assert_bitwise_equal(a, b):
+    assert a.loss_curve_ == b.loss_curve_
+    for x, y in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("batch_size", [1, 8, 32, 256, 1797])
+def test_results_bitwise_identical_for_any_thread_count(batch_size, dtype):
+    one = _fit(1, batch_size, dtype)
+    two = _fit(2, batch_size, dtype)
+    _assert_bitwise_equal(one, two)
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 32, 200])
+def test_threads_forced_on_tiny_work_still_bitwise_identical(tuning, batch_size):
+    # threads split even the smallest batches: the partition into slices and
+    # tasks must still not depend on the thread count
+    tuning(parallel_min_work=1, slice_rows=16, task_weights=512)
+    one = _fit(1, batch_size)
+    two = _fit(2, batch_size)
+    three = _fit(3, batch_size)
+    _assert_bitwise_equal(one, two)
+    _assert_bitwise_equal(one, three)
+
+
+def test_predict_matches_numpy_forward_pass_and_threads():
+    est = _fit(2, 64, activation="tanh")
+    X, _ = load_digits(return_X_y=True)
+    X = np.vstack([X / 16] * 3)  # several prediction slices
+    a = X
+    for i, (W, b) in enumerate(zip(est.coefs_, est.intercepts_)):
+        a = a @ W + b
+        if i < len(est.coefs_) - 1:
+            a = np.tanh(a)
+    a = np.exp(a - a.max(axis=1, keepdims=True))
+    a /= a.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(est.predict_proba(X), a, rtol=1e-12, atol=1e-15)
+    single = est.set_params(n_threads=1).predict_proba(X)
+    np.testing.assert_array_equal(est.set_params(n_threads=2).predict_proba(X), single)
+
+
+def test_engine_rejects_inconsistent_arguments():
+    from fastsgd._params import ParamLayout
+    layout = ParamLayout([3, 4, 2])
+    engine = _engine.Engine(layout.units, layout.coef_offsets, layout.intercept_offsets, 3, 3)
+    w = np.zeros(layout.n_params)
+    X, Y = np.zeros((5, 3)), np.zeros((5, 2))
+    args = (np.empty(0), np.empty(0, dtype=np.int64), 2, 0.1, 0.9, True, 0.0, 1, np.empty(3))
+    with pytest.raises(ValueError, match="parameter slab"):
+        engine.train_epoch(w[:-1], w[:-1].copy(), X, Y, *args)
+    with pytest.raises(ValueError, match="data does not match"):
+        engine.train_epoch(w, w.copy(), np.zeros((5, 4)), Y, *args)
+    bad_order = (np.empty(0), np.array([0, 7], dtype=np.int64)) + args[2:]
+    with pytest.raises(ValueError, match="row order out of range"):
+        engine.train_epoch(w, w.copy(), X, Y, *bad_order)
