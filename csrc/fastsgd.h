@@ -60,12 +60,13 @@ enum fsg_output {
     double fsg_sgd_update_##S(T *w, T *v, const T *g, fsg_idx n, T alpha,      \
                               T inv_m, T lr, T mu, int nesterov);              \
     /* the same step for rows [f0, f1) of W (F, H) with the gradient formed    \
-     * on the fly, g[f, :] = sum_b a[b, f] * d[b, :], never materialised:      \
-     * the small-batch path.  a (B, lda), d (B, H). */                          \
+     * on the fly, g[f, :] = sum_b a[b, f] * d[b, :], kept in registers: the   \
+     * small-batch path.  a (B, lda), d (B, H); scratch holds (f1 - f0) * H    \
+     * values, used only for rows narrower than one vector. */                 \
     double fsg_outer_update_##S(T *w, T *v, const T *a, fsg_idx lda,           \
                                 const T *d, fsg_idx B, fsg_idx f0, fsg_idx f1, \
                                 fsg_idx H, T alpha, T inv_m, T lr, T mu,       \
-                                int nesterov);                                 \
+                                int nesterov, T *scratch);                     \
     /* out (H) <- sum over the B rows of d (B, H), in row order */             \
     void fsg_column_sum_##S(T *out, const T *d, fsg_idx B, fsg_idx H);         \
     /* out (B, H) <- a (B, F) @ w (F, H), for small B where BLAS call overhead \

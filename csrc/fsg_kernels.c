@@ -29,26 +29,50 @@
 #define FSG_HAVE_CLONES 0
 #endif
 
+/* 64-byte vectors: one AVX-512 register, lowered to 2 or 4 narrower ones by
+ * the AVX2 and baseline clones */
+#if defined(__GNUC__)
+typedef float fsg_vf32 __attribute__((vector_size(64)));
+typedef float fsg_vf32u __attribute__((vector_size(64), aligned(4)));
+typedef double fsg_vf64 __attribute__((vector_size(64)));
+typedef double fsg_vf64u __attribute__((vector_size(64), aligned(8)));
+#define FSG_VZERO ((V){0})
+#else
+#error "fastsgd's kernels need GCC or clang vector extensions"
+#endif
+
 #define T float
 #define S f32
+#define V fsg_vf32
+#define VU fsg_vf32u
+#define VL 16
 #define FSG_EXP expf
 #define FSG_TANH tanhf
 #define FSG_EPS FLT_EPSILON
 #include "fsg_kernels_impl.h"
 #undef T
 #undef S
+#undef V
+#undef VU
+#undef VL
 #undef FSG_EXP
 #undef FSG_TANH
 #undef FSG_EPS
 
 #define T double
 #define S f64
+#define V fsg_vf64
+#define VU fsg_vf64u
+#define VL 8
 #define FSG_EXP exp
 #define FSG_TANH tanh
 #define FSG_EPS DBL_EPSILON
 #include "fsg_kernels_impl.h"
 #undef T
 #undef S
+#undef V
+#undef VU
+#undef VL
 #undef FSG_EXP
 #undef FSG_TANH
 #undef FSG_EPS

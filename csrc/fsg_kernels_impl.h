@@ -153,23 +153,24 @@ FSG_HOT double FN(fsg_output_loss_delta)(T *FSG_RESTRICT z,
 
 /* one momentum step over n parameters; `nesterov` and `want_sumsq` are
  * compile-time constants at every call site, so each use compiles to one
- * straight vectorised loop */
+ * straight vectorised loop.  sum(w^2) is accumulated in T lanes (it only
+ * feeds the reported loss) and widened once at the end. */
 static FSG_ALWAYS_INLINE double FN(sgd_step)(T *FSG_RESTRICT w, T *FSG_RESTRICT v,
                                              const T *FSG_RESTRICT g, fsg_idx n,
                                              T alpha, T inv_m, T lr, T mu,
                                              const int nesterov,
                                              const int want_sumsq) {
-    double sumsq = 0.0;
+    T sumsq = 0;
 #pragma omp simd reduction(+ : sumsq)
     for (fsg_idx i = 0; i < n; i++) {
         const T wi = w[i];
-        if (want_sumsq) sumsq += (double)wi * (double)wi;
+        if (want_sumsq) sumsq += wi * wi;
         const T gi = (g[i] + alpha * wi) * inv_m;
         const T vi = mu * v[i] - lr * gi;
         v[i] = vi;
         w[i] = nesterov ? wi + (mu * vi - lr * gi) : wi + vi;
     }
-    return sumsq;
+    return (double)sumsq;
 }
 
 static FSG_ALWAYS_INLINE double FN(sgd_step_dispatch)(T *FSG_RESTRICT w,
@@ -193,38 +194,217 @@ FSG_HOT double FN(fsg_sgd_update)(T *FSG_RESTRICT w, T *FSG_RESTRICT v,
     return FN(sgd_step_dispatch)(w, v, g, n, alpha, inv_m, lr, mu, nesterov);
 }
 
-/* columns of W handled per register block in the fused small-batch update */
-#define FSG_OUTER_COLS 64
+/* ---- register-blocked small-batch kernels ---------------------------------
+ * V is a 64-byte vector of T (GCC/clang vector extension; each target clone
+ * lowers it to one zmm, two ymm or four xmm registers), VL its lane count.
+ * Blocks of rows x NV vectors are accumulated in registers: the row and
+ * vector counts are compile-time constants at every call of a *_block
+ * function, so the loops unroll and the accumulators never touch memory. */
+
+static FSG_ALWAYS_INLINE V FN(vload)(const T *p) { return *(const VU *)p; }
+static FSG_ALWAYS_INLINE void FN(vstore)(T *p, V x) { *(VU *)p = x; }
+static FSG_ALWAYS_INLINE V FN(vset1)(T s) { return FSG_VZERO + s; }
+static FSG_ALWAYS_INLINE T FN(vsum)(V x) {
+    T s = 0;
+    for (int i = 0; i < VL; i++) s += x[i];
+    return s;
+}
+
+/* out[0:R, col:col+NV*VL] = a[0:R, :] @ w[:, col:col+NV*VL]; R <= 4, NV <= 4 */
+static FSG_ALWAYS_INLINE void FN(matmul_block)(T *FSG_RESTRICT out,
+                                               const T *FSG_RESTRICT a, fsg_idx lda,
+                                               const T *FSG_RESTRICT w, fsg_idx F,
+                                               fsg_idx H, fsg_idx col, const int R,
+                                               const int NV) {
+    V acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; j++) acc[r][j] = FSG_VZERO;
+    for (fsg_idx f = 0; f < F; f++) {
+        const T *FSG_RESTRICT wf = w + f * H + col;
+        V wv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; j++) wv[j] = FN(vload)(wf + j * VL);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const V ar = FN(vset1)(a[r * lda + f]);
+#pragma GCC unroll 4
+            for (int j = 0; j < NV; j++) acc[r][j] += ar * wv[j];
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; j++) FN(vstore)(out + r * H + col + j * VL, acc[r][j]);
+}
+
+static FSG_ALWAYS_INLINE void FN(matmul_rows)(T *FSG_RESTRICT out,
+                                              const T *FSG_RESTRICT a, fsg_idx lda,
+                                              const T *FSG_RESTRICT w, fsg_idx F,
+                                              fsg_idx H, const int R) {
+    fsg_idx col = 0;
+    for (; col + 4 * VL <= H; col += 4 * VL) FN(matmul_block)(out, a, lda, w, F, H, col, R, 4);
+    for (; col + VL <= H; col += VL) FN(matmul_block)(out, a, lda, w, F, H, col, R, 1);
+    if (col < H) {
+        /* last H % VL columns (e.g. a 10-class output layer): independent
+         * accumulators per column, so no dependency chain over f */
+        const fsg_idx tail = H - col;
+        T acc[4][VL];
+        for (int r = 0; r < R; r++)
+            for (fsg_idx c = 0; c < tail; c++) acc[r][c] = 0;
+        for (fsg_idx f = 0; f < F; f++) {
+            const T *FSG_RESTRICT wf = w + f * H + col;
+            for (int r = 0; r < R; r++) {
+                const T ar = a[r * lda + f];
+                for (fsg_idx c = 0; c < tail; c++) acc[r][c] += ar * wf[c];
+            }
+        }
+        for (int r = 0; r < R; r++)
+            for (fsg_idx c = 0; c < tail; c++) out[r * H + col + c] = acc[r][c];
+    }
+}
+
+FSG_HOT void FN(fsg_small_matmul)(T *FSG_RESTRICT out, const T *FSG_RESTRICT a,
+                                  fsg_idx lda, const T *FSG_RESTRICT w,
+                                  fsg_idx B, fsg_idx F, fsg_idx H) {
+    for (fsg_idx b0 = 0; b0 < B; b0 += 4) {
+        T *o = out + b0 * H;
+        const T *ab = a + b0 * lda;
+        switch (B - b0 < 4 ? B - b0 : 4) {
+        case 1: FN(matmul_rows)(o, ab, lda, w, F, H, 1); break;
+        case 2: FN(matmul_rows)(o, ab, lda, w, F, H, 2); break;
+        case 3: FN(matmul_rows)(o, ab, lda, w, F, H, 3); break;
+        default: FN(matmul_rows)(o, ab, lda, w, F, H, 4); break;
+        }
+    }
+}
+
+/* Fused gradient + update of rows f..f+NR-1 (NR <= 2), columns
+ * col..col+NV*VL of W (F, H): g = sum_b a[b, f] * d[b, :] in registers, then
+ * the momentum step.  Two rows share every load of d.  Returns the block's
+ * sum of squared pre-update weights. */
+static FSG_ALWAYS_INLINE void FN(outer_block)(T *FSG_RESTRICT w, T *FSG_RESTRICT v,
+                                              const T *FSG_RESTRICT a, fsg_idx lda,
+                                              const T *FSG_RESTRICT d, fsg_idx B,
+                                              fsg_idx H, fsg_idx f, fsg_idx col, T alpha,
+                                              T inv_m, T lr, T mu, V *sumsq,
+                                              const int nesterov, const int NR,
+                                              const int NV) {
+    V g[2][4];
+#pragma GCC unroll 2
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; j++) g[r][j] = FSG_VZERO;
+    for (fsg_idx b = 0; b < B; b++) {
+        const T a0 = a[b * lda + f];
+        const T a1 = NR > 1 ? a[b * lda + f + 1] : (T)0;
+        /* exact skip: adding 0 * finite changes nothing; relu layers and
+         * sparse-ish inputs are full of zeros */
+        if (a0 == (T)0 && a1 == (T)0) continue;
+        V db[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; j++) db[j] = FN(vload)(d + b * H + col + j * VL);
+        const V av0 = FN(vset1)(a0);
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; j++) g[0][j] += av0 * db[j];
+        if (NR > 1) {
+            const V av1 = FN(vset1)(a1);
+#pragma GCC unroll 4
+            for (int j = 0; j < NV; j++) g[1][j] += av1 * db[j];
+        }
+    }
+    const V valpha = FN(vset1)(alpha), vinv_m = FN(vset1)(inv_m);
+    const V vlr = FN(vset1)(lr), vmu = FN(vset1)(mu);
+#pragma GCC unroll 2
+    for (int r = 0; r < NR; r++) {
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; j++) {
+            T *wp = w + (f + r) * H + col + j * VL;
+            T *vp = v + (f + r) * H + col + j * VL;
+            const V wi = FN(vload)(wp);
+            *sumsq += wi * wi;
+            const V gi = (g[r][j] + valpha * wi) * vinv_m;
+            const V vi = vmu * FN(vload)(vp) - vlr * gi;
+            FN(vstore)(vp, vi);
+            FN(vstore)(wp, nesterov ? wi + (vmu * vi - vlr * gi) : wi + vi);
+        }
+    }
+}
+
+static FSG_ALWAYS_INLINE double FN(outer_rows)(T *FSG_RESTRICT w, T *FSG_RESTRICT v,
+                                               const T *FSG_RESTRICT a, fsg_idx lda,
+                                               const T *FSG_RESTRICT d, fsg_idx B,
+                                               fsg_idx H, fsg_idx f, T alpha, T inv_m,
+                                               T lr, T mu, V *vsumsq,
+                                               const int nesterov, const int NR) {
+    double sumsq = 0.0;
+    fsg_idx col = 0;
+    for (; col + 4 * VL <= H; col += 4 * VL)
+        FN(outer_block)(w, v, a, lda, d, B, H, f, col, alpha, inv_m, lr, mu, vsumsq,
+                        nesterov, NR, 4);
+    for (; col + VL <= H; col += VL)
+        FN(outer_block)(w, v, a, lda, d, B, H, f, col, alpha, inv_m, lr, mu, vsumsq,
+                        nesterov, NR, 1);
+    if (col < H) {
+        /* last H % VL columns: gradient into a small buffer, then the step */
+        const fsg_idx tail = H - col;
+        for (int r = 0; r < NR; r++) {
+            T g[VL];
+            for (fsg_idx c = 0; c < tail; c++) g[c] = 0;
+            for (fsg_idx b = 0; b < B; b++) {
+                const T ab = a[b * lda + f + r];
+                for (fsg_idx c = 0; c < tail; c++) g[c] += ab * d[b * H + col + c];
+            }
+            sumsq += FN(sgd_step)(w + (f + r) * H + col, v + (f + r) * H + col, g, tail,
+                                  alpha, inv_m, lr, mu, nesterov, 1);
+        }
+    }
+    return sumsq;
+}
 
 FSG_HOT double FN(fsg_outer_update)(T *FSG_RESTRICT w, T *FSG_RESTRICT v,
                                     const T *FSG_RESTRICT a, fsg_idx lda,
                                     const T *FSG_RESTRICT d, fsg_idx B,
                                     fsg_idx f0, fsg_idx f1, fsg_idx H, T alpha,
-                                    T inv_m, T lr, T mu, int nesterov) {
-    double sumsq = 0.0;
-    T g[FSG_OUTER_COLS];
-    for (fsg_idx f = f0; f < f1; f++) {
-        T *FSG_RESTRICT wr = w + f * H;
-        T *FSG_RESTRICT vr = v + f * H;
-        for (fsg_idx h0 = 0; h0 < H; h0 += FSG_OUTER_COLS) {
-            const fsg_idx hn = H - h0 < FSG_OUTER_COLS ? H - h0 : FSG_OUTER_COLS;
-            /* g = sum_b a[b, f] * d[b, h0:h0+hn], in row order */
-            const T a0 = a[f];
-            const T *FSG_RESTRICT d0 = d + h0;
-            for (fsg_idx h = 0; h < hn; h++) g[h] = a0 * d0[h];
-            for (fsg_idx b = 1; b < B; b++) {
+                                    T inv_m, T lr, T mu, int nesterov,
+                                    T *FSG_RESTRICT scratch) {
+    if (H < VL) {
+        /* narrow rows (e.g. a 10-class output layer): the block's rows are
+         * contiguous, so form its gradient in scratch and update it as one
+         * flat vector */
+        const fsg_idx n = (f1 - f0) * H;
+        for (fsg_idx i = 0; i < n; i++) scratch[i] = 0;
+        for (fsg_idx b = 0; b < B; b++) {
+            const T *FSG_RESTRICT db = d + b * H;
+            for (fsg_idx f = f0; f < f1; f++) {
                 const T ab = a[b * lda + f];
-                /* exact skip: adding 0 * finite leaves g unchanged; relu
-                 * layers and sparse-ish inputs are full of zeros */
-                if (ab == (T)0) continue;
-                const T *FSG_RESTRICT db = d + b * H + h0;
-                for (fsg_idx h = 0; h < hn; h++) g[h] += ab * db[h];
+                T *FSG_RESTRICT gf = scratch + (f - f0) * H;
+                for (fsg_idx c = 0; c < H; c++) gf[c] += ab * db[c];
             }
-            sumsq += FN(sgd_step_dispatch)(wr + h0, vr + h0, g, hn, alpha,
-                                           inv_m, lr, mu, nesterov);
         }
+        return FN(sgd_step_dispatch)(w + f0 * H, v + f0 * H, scratch, n, alpha, inv_m, lr,
+                                     mu, nesterov);
     }
-    return sumsq;
+    double sumsq = 0.0;
+    V vsumsq = FSG_VZERO;
+    fsg_idx f = f0;
+    if (nesterov) {
+        for (; f + 2 <= f1; f += 2)
+            sumsq += FN(outer_rows)(w, v, a, lda, d, B, H, f, alpha, inv_m, lr, mu, &vsumsq,
+                                    1, 2);
+        if (f < f1)
+            sumsq += FN(outer_rows)(w, v, a, lda, d, B, H, f, alpha, inv_m, lr, mu, &vsumsq,
+                                    1, 1);
+    } else {
+        for (; f + 2 <= f1; f += 2)
+            sumsq += FN(outer_rows)(w, v, a, lda, d, B, H, f, alpha, inv_m, lr, mu, &vsumsq,
+                                    0, 2);
+        if (f < f1)
+            sumsq += FN(outer_rows)(w, v, a, lda, d, B, H, f, alpha, inv_m, lr, mu, &vsumsq,
+                                    0, 1);
+    }
+    return sumsq + (double)FN(vsum)(vsumsq);
 }
 
 FSG_HOT void FN(fsg_column_sum)(T *FSG_RESTRICT out, const T *FSG_RESTRICT d,
@@ -233,28 +413,6 @@ FSG_HOT void FN(fsg_column_sum)(T *FSG_RESTRICT out, const T *FSG_RESTRICT d,
     for (fsg_idx b = 1; b < B; b++) {
         const T *FSG_RESTRICT db = d + b * H;
         for (fsg_idx h = 0; h < H; h++) out[h] += db[h];
-    }
-}
-
-/* rows of `out` computed together, sharing each load of a row of w */
-#define FSG_MM_ROWS 4
-
-FSG_HOT void FN(fsg_small_matmul)(T *FSG_RESTRICT out, const T *FSG_RESTRICT a,
-                                  fsg_idx lda, const T *FSG_RESTRICT w,
-                                  fsg_idx B, fsg_idx F, fsg_idx H) {
-    for (fsg_idx b0 = 0; b0 < B; b0 += FSG_MM_ROWS) {
-        const fsg_idx rn = B - b0 < FSG_MM_ROWS ? B - b0 : FSG_MM_ROWS;
-        for (fsg_idx r = 0; r < rn; r++)
-            for (fsg_idx h = 0; h < H; h++) out[(b0 + r) * H + h] = 0;
-        for (fsg_idx f = 0; f < F; f++) {
-            const T *FSG_RESTRICT wf = w + f * H;
-            for (fsg_idx r = 0; r < rn; r++) {
-                const T ar = a[(b0 + r) * lda + f];
-                if (ar == (T)0) continue; /* exact for finite w */
-                T *FSG_RESTRICT o = out + (b0 + r) * H;
-                for (fsg_idx h = 0; h < H; h++) o[h] += ar * wf[h];
-            }
-        }
     }
 }
 

@@ -55,6 +55,7 @@ cpdef enum Status:
     STATUS_OK = 0
     STATUS_NONFINITE_LOSS = 1        # a batch loss was NaN or inf
     STATUS_ZERO_WEIGHT_BATCH = 2     # a batch's sample weights sum to 0
+    STATUS_INTERRUPTED = 3           # Ctrl-C; the KeyboardInterrupt is re-raised
 
 # Tuning knobs.  They change speed, never results for a given batch size
 # (except small_rows/fused_rows, which pick between two exact formulas whose
@@ -131,6 +132,7 @@ cdef struct Plan:
     Py_ssize_t small_rows
     Py_ssize_t fused_rows
     Py_ssize_t parallel_min_work
+    Py_ssize_t signal_every
 
 
 cdef inline void matmul(const Plan *p, floating *out, const floating *a,
@@ -237,7 +239,7 @@ cdef double update_task(
                    <floating> 0.0, inv_m, lr, mu, nesterov)
         return 0.0
     if B <= p.fused_rows:
-        return outer_update(w, v, a, F, d, B, f0, f1, H, alpha, inv_m, lr, mu, nesterov)
+        return outer_update(w, v, a, F, d, B, f0, f1, H, alpha, inv_m, lr, mu, nesterov, gbuf)
     # gradient block (f1 - f0, H) = A[:, f0:f1]^T @ delta, then the update
     gemm(True, False, <int> (f1 - f0), <int> H, <int> B, <floating> 1.0, a + f0, <int> F,
          d, <int> H, <floating> 0.0, gbuf, <int> H)
@@ -245,36 +247,96 @@ cdef double update_task(
                       nesterov)
 
 
-cdef double train_batch(
-        const Plan *p, floating *ws, floating *params, floating *velocity,
-        const floating *X, const floating *Y, const floating *sw,
-        const int64_t *rows, Py_ssize_t B, double m, floating alpha,
-        floating lr, floating mu, bint nesterov) noexcept nogil:
-    """One SGD step on one batch of B rows with total weight m.  Returns the
-    batch loss as scikit-learn defines it (data loss + L2 term, both / m)."""
-    cdef Py_ssize_t n_slices = (B + p.slice_rows - 1) // p.slice_rows
-    cdef Py_ssize_t slice_len = (B + n_slices - 1) // n_slices
-    cdef Py_ssize_t s, t, r0, r1, K = p.units[p.n_layers]
-    cdef floating inv_m = <floating> (1.0 / m)
-    cdef const floating *a0 = (ws + p.xb_off) if rows != NULL else X
-    cdef bint threaded = p.n_threads > 1 and B * p.n_params >= p.parallel_min_work
-    cdef double data_loss = 0.0, sumsq = 0.0
+# ---- the team: how threads share a batch (csrc/fsg_team.h has the why) -------
+cdef extern from "fsg_team.h" nogil:
+    ctypedef struct fsg_team:
+        pass
+    void fsg_team_init(fsg_team *t) noexcept
+    void fsg_team_publish(fsg_team *t, int64_t n) noexcept
+    int64_t fsg_team_claim(fsg_team *t, int from_back) noexcept
+    void fsg_team_item_done(fsg_team *t) noexcept
+    void fsg_team_wait(fsg_team *t, int64_t n) noexcept
+    int fsg_team_wait_work(fsg_team *t) noexcept
+    void fsg_team_finish(fsg_team *t) noexcept
 
-    with parallel(num_threads=p.n_threads, use_threads_if=threaded):
-        for s in prange(n_slices, schedule='dynamic'):
-            r0 = s * slice_len
-            r1 = r0 + slice_len
-            if r1 > B:
-                r1 = B
-            p.slice_loss[s] = forward_backward_slice(p, ws, params, X, Y, sw, rows, r0, r1)
-        # every delta must be known before any weight changes (Cython's
-        # prange inside parallel() has no barrier of its own)
-        fsg_omp_barrier()
-        for t in prange(p.n_tasks, schedule='dynamic'):
-            p.task_sumsq[t] = update_task(
-                p, ws, params, velocity, a0, B, t,
-                ws + p.gbuf_off + omp_get_thread_num() * p.gbuf_stride,
-                alpha, inv_m, lr, mu, nesterov)
+cdef enum Phase:
+    PHASE_SLICES = 1      # phase 1: row slices of the batch
+    PHASE_TASKS = 2       # phase 2: blocks of weights
+
+
+# What the team works on: written by the master before it publishes a phase,
+# read by whichever thread claims an item of that phase.  The master changes
+# it only after every item of the phase is done.
+cdef struct Work:
+    int phase
+    const void *X             # the batch's rows: gathered by `rows`, or in place
+    const void *Y
+    const void *sw
+    const int64_t *rows
+    const void *a0            # layer-0 input of the whole batch
+    Py_ssize_t B
+    Py_ssize_t slice_len
+    double inv_m
+    double alpha
+    double lr
+    double mu
+    bint nesterov
+
+
+cdef void run_items(const Plan *p, const Work *w, fsg_team *team, int tid, floating *ws,
+                    floating *params, floating *velocity) noexcept nogil:
+    """Claim and run items of the current phase until none is left (the
+    master claims from the front, the others from the back)."""
+    cdef int64_t item
+    cdef Py_ssize_t r0, r1
+    while True:
+        item = fsg_team_claim(team, tid != 0)
+        if item < 0:
+            return
+        if w.phase == PHASE_SLICES:
+            r0 = item * w.slice_len
+            r1 = min(r0 + w.slice_len, w.B)
+            p.slice_loss[item] = forward_backward_slice(
+                p, ws, params, <const floating *> w.X, <const floating *> w.Y,
+                <const floating *> w.sw, w.rows, r0, r1)
+        else:
+            p.task_sumsq[item] = update_task(
+                p, ws, params, velocity, <const floating *> w.a0, w.B, item,
+                ws + p.gbuf_off + tid * p.gbuf_stride, <floating> w.alpha,
+                <floating> w.inv_m, <floating> w.lr, <floating> w.mu, w.nesterov)
+        fsg_team_item_done(team)
+
+
+cdef void serve(const Plan *p, const Work *w, fsg_team *team, int tid, floating *ws,
+                floating *params, floating *velocity) noexcept nogil:
+    """A helper thread's epoch: run items whenever a phase has some left."""
+    while fsg_team_wait_work(team):
+        run_items(p, w, team, tid, ws, params, velocity)
+
+
+cdef void run_phase(const Plan *p, Work *w, fsg_team *team, int phase, Py_ssize_t n_items,
+                    floating *ws, floating *params, floating *velocity) noexcept nogil:
+    """Master: open a phase, work on it, wait for the items others claimed."""
+    w.phase = phase
+    fsg_team_publish(team, n_items)
+    run_items(p, w, team, 0, ws, params, velocity)
+    fsg_team_wait(team, n_items)
+
+
+cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
+                        floating *params, floating *velocity, double m) noexcept nogil:
+    """One SGD step on the batch described by `w`, of total weight m.
+    Returns the batch loss as scikit-learn defines it (data loss + L2 term,
+    both divided by m)."""
+    cdef Py_ssize_t n_slices = (w.B + p.slice_rows - 1) // p.slice_rows
+    cdef Py_ssize_t s, t, K = p.units[p.n_layers]
+    cdef double data_loss = 0.0, sumsq = 0.0
+    w.slice_len = (w.B + n_slices - 1) // n_slices
+    w.inv_m = 1.0 / m
+
+    run_phase(p, w, team, PHASE_SLICES, n_slices, ws, params, velocity)
+    # every delta is known now, so weights may change
+    run_phase(p, w, team, PHASE_TASKS, p.n_tasks, ws, params, velocity)
 
     # reductions in a fixed order: the result does not depend on threads
     for s in range(n_slices):
@@ -283,12 +345,55 @@ cdef double train_batch(
         sumsq += p.task_sumsq[t]
     if p.output == FSG_OUT_SQUARED:
         data_loss *= 0.5 / K    # scikit-learn averages squared error over outputs
-    return (data_loss + 0.5 * alpha * sumsq) / m
+    return (data_loss + 0.5 * w.alpha * sumsq) / m
 
 
-cdef int check_signals() except -1 with gil:
-    """Let Ctrl-C (KeyboardInterrupt) through between batches."""
-    return PyErr_CheckSignals()
+cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floating *params,
+                   floating *velocity, const floating *X, const floating *Y,
+                   const floating *sw, const int64_t *order, Py_ssize_t n,
+                   Py_ssize_t batch_size, double *batch_losses, Py_ssize_t *done,
+                   double *total) noexcept nogil:
+    """Master: the epoch loop.  Batches are consecutive runs of `order` (or
+    of X's rows when order is NULL).  Returns a Status."""
+    cdef Py_ssize_t F = p.units[0], K = p.units[p.n_layers]
+    cdef Py_ssize_t k, r, start, n_batches = (n + batch_size - 1) // batch_size
+    cdef double m, loss
+    for k in range(n_batches):
+        start = k * batch_size
+        w.B = min(batch_size, n - start)
+        if order != NULL:
+            w.rows = order + start
+            w.X, w.Y, w.sw = X, Y, sw
+            w.a0 = ws + p.xb_off
+        else:
+            w.rows = NULL
+            w.X, w.Y = X + start * F, Y + start * K
+            w.sw = (sw + start) if sw != NULL else NULL
+            w.a0 = w.X
+        # m: the batch's row count, or its total sample weight
+        m = w.B
+        if sw != NULL:
+            m = 0.0
+            for r in range(w.B):
+                m += sw[order[start + r]] if order != NULL else sw[start + r]
+            if m == 0.0:
+                return STATUS_ZERO_WEIGHT_BATCH
+        loss = train_batch(p, w, team, ws, params, velocity, m)
+        batch_losses[k] = loss
+        total[0] += loss * w.B
+        done[0] = k + 1
+        if not isfinite(loss):
+            return STATUS_NONFINITE_LOSS
+        if (k + 1) % p.signal_every == 0 and k + 1 < n_batches:
+            with gil:
+                if PyErr_CheckSignals() != 0:
+                    return STATUS_INTERRUPTED   # the KeyboardInterrupt stays pending
+    return STATUS_OK
+
+
+cdef int raise_pending() except -1:
+    """Re-raise the exception a signal handler left pending (Ctrl-C)."""
+    return -1
 
 
 cdef inline Py_ssize_t _align(Py_ssize_t n) noexcept nogil:
@@ -460,25 +565,22 @@ cdef class Engine:
 
         `sample_weight` may be empty (no weights).  Per-batch losses go to
         `batch_losses`.  Returns (status, batches done, sum over batches of
-        loss * batch rows); status is STATUS_OK or the reason the epoch
-        stopped early (the failing batch's update has been applied)."""
+        loss * batch rows); status is STATUS_OK or why the epoch stopped
+        early (the failing batch's update has been applied).  Ctrl-C raises
+        KeyboardInterrupt between batches, leaving the updates made so far."""
         cdef Py_ssize_t n_rows = X.shape[0]
         cdef Py_ssize_t n = order.shape[0] if order.shape[0] > 0 else n_rows
         cdef Py_ssize_t L = len(self.units) - 1
         cdef Py_ssize_t F = self.units[0], K = self.units[L]
-        cdef Py_ssize_t n_batches, k, start, B, r
-        cdef Py_ssize_t signal_every = _TUNING["signal_every"]
-        cdef const int64_t *rows
+        cdef Py_ssize_t n_batches
         cdef const floating *sw = NULL
-        cdef const floating *Xb
-        cdef const floating *Yb
-        cdef const floating *swb
-        cdef double m, loss, total = 0.0
-        cdef int status = STATUS_OK
-        cdef Py_ssize_t done = 0
-        cdef floating f_alpha = <floating> alpha
-        cdef floating f_lr = <floating> learning_rate
-        cdef floating f_mu = <floating> momentum
+        cdef const int64_t *order_ptr = NULL
+        cdef int tid
+        cdef int status[1]
+        cdef Py_ssize_t done[1]
+        cdef double total[1]
+        cdef Work work
+        cdef fsg_team team
 
         if params.shape[0] != self.n_params or velocity.shape[0] != self.n_params:
             raise ValueError("parameter slab does not match the network")
@@ -491,51 +593,60 @@ cdef class Engine:
         if order.shape[0] > 0:
             if np.min(order) < 0 or np.max(order) >= n_rows:
                 raise ValueError("row order out of range")
+            order_ptr = &order[0]
         n_batches = (n + batch_size - 1) // batch_size
         if batch_losses.shape[0] < n_batches:
             raise ValueError("batch_losses too short")
         if sample_weight.shape[0] > 0:
             sw = &sample_weight[0]
+        batch_size = min(batch_size, n)
+        # threads pay only when a batch has enough work to split
+        if batch_size * self.n_params < _TUNING["parallel_min_work"]:
+            n_threads = 1
         n_threads = max(1, n_threads)
-        self._reserve(min(batch_size, n), n_threads, np.asarray(X).dtype)
+        self._reserve(batch_size, n_threads, np.asarray(X).dtype)
         self._plan.n_threads = n_threads
         self._plan.slice_rows = _TUNING["slice_rows"]
         self._plan.small_rows = _TUNING["small_rows"]
         self._plan.fused_rows = _TUNING["fused_rows"]
         self._plan.parallel_min_work = _TUNING["parallel_min_work"]
-        cdef floating[::1] ws = self._ws
+        self._plan.signal_every = _TUNING["signal_every"]
+        cdef floating[::1] ws_view = self._ws
+        cdef floating *ws = &ws_view[0]
+        cdef floating *w_ptr = &params[0]
+        cdef floating *v_ptr = &velocity[0]
+        cdef const floating *x_ptr = &X[0, 0]
+        cdef const floating *y_ptr = &Y[0, 0]
+        cdef double *losses_ptr = &batch_losses[0]
+        cdef Plan *plan = &self._plan
 
-        with nogil:
-            for k in range(n_batches):
-                start = k * batch_size
-                B = min(batch_size, n - start)
-                if order.shape[0] > 0:
-                    rows = &order[start]
-                    Xb, Yb, swb = &X[0, 0], &Y[0, 0], sw
+        work.alpha = <floating> alpha
+        work.lr = <floating> learning_rate
+        work.mu = <floating> momentum
+        work.nesterov = nesterov
+        fsg_team_init(&team)
+        status[0] = STATUS_OK
+        done[0] = 0
+        total[0] = 0.0
+        if n_threads == 1:
+            with nogil:
+                status[0] = run_epoch(plan, &work, &team, ws, w_ptr, v_ptr, x_ptr, y_ptr, sw,
+                                      order_ptr, n, batch_size, losses_ptr, done, total)
+        else:
+            # one region for the whole epoch: the master runs the loop and
+            # the others serve its phases (no fork/join per batch)
+            with nogil, parallel(num_threads=n_threads):
+                tid = omp_get_thread_num()
+                if tid == 0:
+                    status[0] = run_epoch(plan, &work, &team, ws, w_ptr, v_ptr, x_ptr, y_ptr,
+                                          sw, order_ptr, n, batch_size, losses_ptr, done,
+                                          total)
+                    fsg_team_finish(&team)
                 else:
-                    rows = NULL
-                    Xb, Yb = &X[start, 0], &Y[start, 0]
-                    swb = (sw + start) if sw != NULL else NULL
-                # m: the batch's row count, or its total sample weight
-                m = B
-                if sw != NULL:
-                    m = 0.0
-                    for r in range(B):
-                        m += swb[r] if rows == NULL else sw[rows[r]]
-                    if m == 0.0:
-                        status = STATUS_ZERO_WEIGHT_BATCH
-                        break
-                loss = train_batch(&self._plan, &ws[0], &params[0], &velocity[0],
-                                   Xb, Yb, swb, rows, B, m, f_alpha, f_lr, f_mu, nesterov)
-                batch_losses[k] = loss
-                total += loss * B
-                done = k + 1
-                if not isfinite(loss):
-                    status = STATUS_NONFINITE_LOSS
-                    break
-                if done % signal_every == 0 and done < n_batches:
-                    check_signals()
-        return status, done, total
+                    serve(plan, &work, &team, tid, ws, w_ptr, v_ptr)
+        if status[0] == STATUS_INTERRUPTED:
+            raise_pending()
+        return status[0], done[0], total[0]
 
 def predict(units, coef_offsets, intercept_offsets, int activation, int output,
             const floating[::1] params not None, const floating[:, ::1] X not None,

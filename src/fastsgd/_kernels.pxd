@@ -32,10 +32,12 @@ cdef extern from "fastsgd.h" nogil:
                               double inv_m, double lr, double mu, int nesterov) noexcept
     double fsg_outer_update_f32(float *w, float *v, const float *a, fsg_idx lda, const float *d,
                                 fsg_idx B, fsg_idx f0, fsg_idx f1, fsg_idx H, float alpha,
-                                float inv_m, float lr, float mu, int nesterov) noexcept
+                                float inv_m, float lr, float mu, int nesterov,
+                                float *scratch) noexcept
     double fsg_outer_update_f64(double *w, double *v, const double *a, fsg_idx lda, const double *d,
                                 fsg_idx B, fsg_idx f0, fsg_idx f1, fsg_idx H, double alpha,
-                                double inv_m, double lr, double mu, int nesterov) noexcept
+                                double inv_m, double lr, double mu, int nesterov,
+                                double *scratch) noexcept
     void fsg_column_sum_f32(float *out, const float *d, fsg_idx B, fsg_idx H) noexcept
     void fsg_column_sum_f64(double *out, const double *d, fsg_idx B, fsg_idx H) noexcept
     void fsg_small_matmul_f32(float *out, const float *a, fsg_idx lda, const float *w,
@@ -99,11 +101,13 @@ cdef inline double sgd_update(floating *w, floating *v, const floating *g, fsg_i
 cdef inline double outer_update(floating *w, floating *v, const floating *a, fsg_idx lda,
                                 const floating *d, fsg_idx B, fsg_idx f0, fsg_idx f1,
                                 fsg_idx H, floating alpha, floating inv_m, floating lr,
-                                floating mu, bint nesterov) noexcept nogil:
+                                floating mu, bint nesterov, floating *scratch) noexcept nogil:
     if floating is float:
-        return fsg_outer_update_f32(w, v, a, lda, d, B, f0, f1, H, alpha, inv_m, lr, mu, nesterov)
+        return fsg_outer_update_f32(w, v, a, lda, d, B, f0, f1, H, alpha, inv_m, lr, mu,
+                                    nesterov, scratch)
     else:
-        return fsg_outer_update_f64(w, v, a, lda, d, B, f0, f1, H, alpha, inv_m, lr, mu, nesterov)
+        return fsg_outer_update_f64(w, v, a, lda, d, B, f0, f1, H, alpha, inv_m, lr, mu,
+                                    nesterov, scratch)
 
 
 cdef inline void column_sum(floating *out, const floating *d, fsg_idx B, fsg_idx H) noexcept nogil:
