@@ -26,6 +26,17 @@ from fastsgd._params import ACTIVATION_CODES, OUTPUT_CODES, ParamLayout
 from fastsgd._threads import effective_n_threads, single_threaded_blas
 
 
+def _finite_in_dtype(arr, name, dtype):
+    """arr as a C-contiguous array of dtype, refusing values that overflow it."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(out).all():
+        raise ValueError(
+            f"Input {name} contains NaN, infinity or a value too large for "
+            f"{np.dtype(dtype)!r} (the model's dtype).")
+    return out
+
+
 class DivergenceError(ValueError):
     """Training produced a non-finite loss or non-finite weights.
 
@@ -129,9 +140,10 @@ class BaseSGDMLP(BaseEstimator, ABC):
 
     # ----------------------------------------------------------------- hooks
     @abstractmethod
-    def _validate_input(self, X, y, incremental, reset):
-        """Return ``(X, Y)``: X validated (float32/float64), Y the internal
-        2-D target matrix.  May set label state (classes_, binarizer)."""
+    def _validate_input(self, X, y, incremental, reset, dtype):
+        """Return ``(X, Y)``: X validated in ``dtype`` (a dtype or a tuple of
+        accepted ones), Y the internal 2-D target matrix.  May set label
+        state (classes_, binarizer)."""
 
     @abstractmethod
     def _output_activation(self):
@@ -160,11 +172,10 @@ class BaseSGDMLP(BaseEstimator, ABC):
         fresh slab (without storing it: prediction must not change state).
         """
         slab = self.__dict__.get("_params")
-        coefs, intercepts = self.coefs_, self.intercepts_
-        if slab is not None and all(
-            a.base is slab for a in list(coefs) + list(intercepts)
-            if isinstance(a, np.ndarray)
-        ) and len(coefs) == len(self._units) - 1:
+        coefs, intercepts = list(self.coefs_), list(self.intercepts_)
+        if slab is not None and len(coefs) == len(self._units) - 1 and all(
+            isinstance(a, np.ndarray) and a.base is slab for a in coefs + intercepts
+        ):
             return slab
         units = [np.shape(c)[0] for c in coefs] + [np.shape(coefs[-1])[1]]
         dtype = np.result_type(*[np.asarray(a).dtype for a in list(coefs) + list(intercepts)])
@@ -176,7 +187,7 @@ class BaseSGDMLP(BaseEstimator, ABC):
         """Before training: make the slab the single source of truth again."""
         slab = self._current_slab()
         if slab is not self.__dict__.get("_params"):
-            units = [c.shape[0] for c in self.coefs_] + [self.coefs_[-1].shape[1]]
+            units = [np.shape(c)[0] for c in self.coefs_] + [np.shape(self.coefs_[-1])[1]]
             self._units = tuple(units)
             self._params = slab
             self._bind_views()
@@ -236,15 +247,25 @@ class BaseSGDMLP(BaseEstimator, ABC):
 
     def _prepare(self, X, y, sample_weight, incremental):
         """Validate everything and initialise; no training yet."""
+        fitted = "coefs_" in self.__dict__
+        if incremental and fitted:
+            # scikit-learn skips this on later partial_fit calls (for speed);
+            # a bad parameter deserves a clear error all the same
+            self._validate_params()
         hidden = self._hidden_layer_list()
-        if "coefs_" in self.__dict__ and "_params" in self.__dict__:
+        if fitted and "_params" in self.__dict__:
             self._sync_slab()
-        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
-        X, Y = self._validate_input(X, y, incremental, reset=first_pass)
-        if not np.isfinite(Y).all():  # y_numeric validation already checks; be safe
-            raise ValueError("Input y contains NaN or infinity.")
+        first_pass = not fitted or (not self.warm_start and not incremental)
+        # a fitted model keeps its dtype: later data is validated in it, so a
+        # float64 value beyond float32's range is reported, not trained on
+        dtype = (np.float64, np.float32) if first_pass else self._params.dtype
+        with np.errstate(over="ignore"):
+            X, Y = self._validate_input(X, y, incremental, reset=first_pass, dtype=dtype)
+        Y = _finite_in_dtype(Y, "y", X.dtype)
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+            with np.errstate(over="ignore"):
+                sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+            sample_weight = _finite_in_dtype(sample_weight, "sample_weight", X.dtype)
         units = [X.shape[1]] + hidden + [Y.shape[1]]
         if not first_pass and tuple(units) != tuple(self._units):
             raise ValueError(
@@ -256,14 +277,7 @@ class BaseSGDMLP(BaseEstimator, ABC):
         if first_pass:
             self._initialize(Y, units, X.dtype, self._random_state)
         dtype = self._params.dtype
-        if X.dtype != dtype:
-            # warm start / partial_fit with data of another dtype: the model
-            # keeps its dtype, the data follows (one conversion, as sklearn)
-            X = X.astype(dtype)
-        Y = np.ascontiguousarray(Y, dtype=dtype)
-        X = np.ascontiguousarray(X)
-        if sample_weight is not None:
-            sample_weight = np.ascontiguousarray(sample_weight, dtype=dtype)
+        X = np.ascontiguousarray(X)  # a no-op for C-contiguous input: X is used in place
         n_threads = effective_n_threads(self.n_threads)
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = SGDOptimizer(
@@ -387,8 +401,8 @@ class BaseSGDMLP(BaseEstimator, ABC):
         with single_threaded_blas():
             status, done, loss_sum = engine.train_epoch(
                 params, velocity, X, Y, sw, order, batch_size,
-                self._optimizer.learning_rate, self.momentum, self.nesterovs_momentum,
-                self.alpha, n_threads, batch_losses)
+                self._optimizer.learning_rate, self._optimizer.momentum,
+                self._optimizer.nesterov, self.alpha, n_threads, batch_losses)
         if status == _engine.Status.STATUS_OK and _engine.all_finite_slab(params):
             return loss_sum
         params[...], velocity[...] = before
@@ -404,7 +418,7 @@ class BaseSGDMLP(BaseEstimator, ABC):
         raise DivergenceError(
             f"Training diverged {where}: the loss or the weights became "
             f"non-finite. The weights from before this epoch were kept. Try a smaller "
-            f"learning_rate_init (now {lr:g}) or momentum (now {self.momentum:g}), "
+            f"learning_rate_init (now {lr:g}) or momentum (now {self._optimizer.momentum:g}), "
             "or scale the input data (e.g. StandardScaler).")
 
     def _update_no_improvement_count(self, early_stopping, X_val, y_val, sw_val):
@@ -461,7 +475,7 @@ class BaseSGDMLP(BaseEstimator, ABC):
         if slab.dtype != dtype:
             slab = slab.astype(dtype)
         X = np.ascontiguousarray(X, dtype=dtype)
-        units = [c.shape[0] for c in self.coefs_] + [self.coefs_[-1].shape[1]]
+        units = [np.shape(c)[0] for c in self.coefs_] + [np.shape(self.coefs_[-1])[1]]
         layout = ParamLayout(units)
         out = np.empty((X.shape[0], units[-1]), dtype=dtype)
         with single_threaded_blas():
@@ -487,8 +501,8 @@ class BaseSGDMLP(BaseEstimator, ABC):
             slab = self._current_slab()
             if slab is not state["_params"]:
                 state["_params"] = slab
-                state["_units"] = tuple([c.shape[0] for c in self.coefs_]
-                                        + [self.coefs_[-1].shape[1]])
+                state["_units"] = tuple([np.shape(c)[0] for c in self.coefs_]
+                                        + [np.shape(self.coefs_[-1])[1]])
             state.pop("coefs_", None)
             state.pop("intercepts_", None)
         return state
@@ -496,7 +510,19 @@ class BaseSGDMLP(BaseEstimator, ABC):
     def __setstate__(self, state):
         super().__setstate__(state)
         if "_params" in self.__dict__:
+            slab = self._params
+            if not (slab.flags.owndata and slab.flags.writeable and slab.flags.c_contiguous):
+                # joblib hands back views into its own buffers (read-only
+                # with mmap_mode): the model owns its slab, so it can train
+                self._params = np.array(slab, copy=True, order="C")
+                if self.__dict__.get("_best_params") is slab:
+                    # keep scikit-learn's early-stopping alias (live weights
+                    # and best snapshot are one array after restoring)
+                    self._best_params = self._params
             self._bind_views()
+            opt = self.__dict__.get("_optimizer")
+            if opt is not None and not opt.velocity.flags.writeable:
+                opt.velocity = np.array(opt.velocity, copy=True)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

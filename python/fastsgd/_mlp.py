@@ -166,9 +166,8 @@ class MLPClassifier(ClassifierMixin, BaseSGDMLP):
             validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
             n_threads=n_threads)
 
-    def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, multi_output=True,
-                             dtype=(np.float64, np.float32), reset=reset)
+    def _validate_input(self, X, y, incremental, reset, dtype):
+        X, y = validate_data(self, X, y, multi_output=True, dtype=dtype, reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
 
@@ -337,9 +336,9 @@ class MLPRegressor(RegressorMixin, BaseSGDMLP):
             validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
             n_threads=n_threads)
 
-    def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
-                             dtype=(np.float64, np.float32), reset=reset)
+    def _validate_input(self, X, y, incremental, reset, dtype):
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=dtype,
+                             reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if self.loss == "poisson" and np.any(y < 0):

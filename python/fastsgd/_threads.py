@@ -20,7 +20,8 @@ def effective_n_threads(n_threads):
 
     ``None``: every CPU the process may use, capped by OpenMP's own limit
     (``OMP_NUM_THREADS``, or a ``threadpoolctl`` limit on OpenMP).  ``k > 0``:
-    k threads.  ``k < 0``: all but ``|k| - 1`` (``-1`` is all), as in joblib.
+    k threads (at most 4 per usable CPU).  ``k < 0``: all but ``|k| - 1``
+    (``-1`` is all), as in joblib.
     Always 1 when the engine was built without OpenMP.
     """
     if not _engine.build_info()["openmp"]:
@@ -32,7 +33,9 @@ def effective_n_threads(n_threads):
         raise ValueError("n_threads == 0 is invalid; use None, a positive or a negative int")
     if n_threads < 0:
         return max(1, available + 1 + n_threads)
-    return int(n_threads)
+    # more threads than cores never speeds CPU-bound work up, and absurd
+    # requests (10**5) would exhaust the process's threads: cap generously
+    return int(min(n_threads, 4 * _usable_cpus()))
 
 
 _controller = None
