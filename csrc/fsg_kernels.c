@@ -36,6 +36,8 @@ typedef float fsg_vf32 __attribute__((vector_size(64)));
 typedef float fsg_vf32u __attribute__((vector_size(64), aligned(4)));
 typedef double fsg_vf64 __attribute__((vector_size(64)));
 typedef double fsg_vf64u __attribute__((vector_size(64), aligned(8)));
+typedef int32_t fsg_vi32 __attribute__((vector_size(64)));
+typedef int64_t fsg_vi64 __attribute__((vector_size(64)));
 #define FSG_VZERO ((V){0})
 #else
 #error "fastsgd's kernels need GCC or clang vector extensions"
@@ -45,6 +47,7 @@ typedef double fsg_vf64u __attribute__((vector_size(64), aligned(8)));
 #define S f32
 #define V fsg_vf32
 #define VU fsg_vf32u
+#define VI fsg_vi32
 #define VL 16
 #define FSG_EXP expf
 #define FSG_TANH tanhf
@@ -54,6 +57,7 @@ typedef double fsg_vf64u __attribute__((vector_size(64), aligned(8)));
 #undef S
 #undef V
 #undef VU
+#undef VI
 #undef VL
 #undef FSG_EXP
 #undef FSG_TANH
@@ -63,6 +67,7 @@ typedef double fsg_vf64u __attribute__((vector_size(64), aligned(8)));
 #define S f64
 #define V fsg_vf64
 #define VU fsg_vf64u
+#define VI fsg_vi64
 #define VL 8
 #define FSG_EXP exp
 #define FSG_TANH tanh
@@ -72,6 +77,7 @@ typedef double fsg_vf64u __attribute__((vector_size(64), aligned(8)));
 #undef S
 #undef V
 #undef VU
+#undef VI
 #undef VL
 #undef FSG_EXP
 #undef FSG_TANH

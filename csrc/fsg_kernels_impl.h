@@ -203,21 +203,27 @@ FSG_HOT double FN(fsg_sgd_update)(T *FSG_RESTRICT w, T *FSG_RESTRICT v,
 
 static FSG_ALWAYS_INLINE V FN(vload)(const T *p) { return *(const VU *)p; }
 static FSG_ALWAYS_INLINE void FN(vstore)(T *p, V x) { *(VU *)p = x; }
-static FSG_ALWAYS_INLINE V FN(vset1)(T s) { return FSG_VZERO + s; }
+static FSG_ALWAYS_INLINE V FN(vset1)(T s) {
+    /* a shuffle of lane 0 compiles to one broadcast (from memory when s was
+     * just loaded); GCC 12 lowers `0 + s` to an extra add, and `s - 0` or an
+     * element-wise fill, inside target clones, to sixteen masked inserts */
+    return __builtin_shuffle((V){s}, (VI){0});
+}
 static FSG_ALWAYS_INLINE T FN(vsum)(V x) {
     T s = 0;
     for (int i = 0; i < VL; i++) s += x[i];
     return s;
 }
 
-/* out[0:R, col:col+NV*VL] = a[0:R, :] @ w[:, col:col+NV*VL]; R <= 4, NV <= 4 */
+/* out[0:R, col:col+NV*VL] = a[0:R, :] @ w[:, col:col+NV*VL]; R <= 8, NV <= 4,
+ * R * NV <= 16 accumulators (the AVX-512 register file holds 32) */
 static FSG_ALWAYS_INLINE void FN(matmul_block)(T *FSG_RESTRICT out,
                                                const T *FSG_RESTRICT a, fsg_idx lda,
                                                const T *FSG_RESTRICT w, fsg_idx F,
                                                fsg_idx H, fsg_idx col, const int R,
                                                const int NV) {
-    V acc[4][4];
-#pragma GCC unroll 4
+    V acc[8][4];
+#pragma GCC unroll 8
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int j = 0; j < NV; j++) acc[r][j] = FSG_VZERO;
@@ -226,14 +232,14 @@ static FSG_ALWAYS_INLINE void FN(matmul_block)(T *FSG_RESTRICT out,
         V wv[4];
 #pragma GCC unroll 4
         for (int j = 0; j < NV; j++) wv[j] = FN(vload)(wf + j * VL);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             const V ar = FN(vset1)(a[r * lda + f]);
 #pragma GCC unroll 4
             for (int j = 0; j < NV; j++) acc[r][j] += ar * wv[j];
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int j = 0; j < NV; j++) FN(vstore)(out + r * H + col + j * VL, acc[r][j]);
@@ -243,14 +249,17 @@ static FSG_ALWAYS_INLINE void FN(matmul_rows)(T *FSG_RESTRICT out,
                                               const T *FSG_RESTRICT a, fsg_idx lda,
                                               const T *FSG_RESTRICT w, fsg_idx F,
                                               fsg_idx H, const int R) {
+    /* up to 4 rows: 4 vectors wide; more rows: 2 wide, so R * NV <= 16 */
+    const int NV = R <= 4 ? 4 : 2;
     fsg_idx col = 0;
-    for (; col + 4 * VL <= H; col += 4 * VL) FN(matmul_block)(out, a, lda, w, F, H, col, R, 4);
+    for (; col + NV * VL <= H; col += NV * VL)
+        FN(matmul_block)(out, a, lda, w, F, H, col, R, NV);
     for (; col + VL <= H; col += VL) FN(matmul_block)(out, a, lda, w, F, H, col, R, 1);
     if (col < H) {
         /* last H % VL columns (e.g. a 10-class output layer): independent
          * accumulators per column, so no dependency chain over f */
         const fsg_idx tail = H - col;
-        T acc[4][VL];
+        T acc[8][VL];
         for (int r = 0; r < R; r++)
             for (fsg_idx c = 0; c < tail; c++) acc[r][c] = 0;
         for (fsg_idx f = 0; f < F; f++) {
@@ -268,14 +277,19 @@ static FSG_ALWAYS_INLINE void FN(matmul_rows)(T *FSG_RESTRICT out,
 FSG_HOT void FN(fsg_small_matmul)(T *FSG_RESTRICT out, const T *FSG_RESTRICT a,
                                   fsg_idx lda, const T *FSG_RESTRICT w,
                                   fsg_idx B, fsg_idx F, fsg_idx H) {
-    for (fsg_idx b0 = 0; b0 < B; b0 += 4) {
+    /* 8 rows at a time share each load of w */
+    for (fsg_idx b0 = 0; b0 < B; b0 += 8) {
         T *o = out + b0 * H;
         const T *ab = a + b0 * lda;
-        switch (B - b0 < 4 ? B - b0 : 4) {
+        switch (B - b0 < 8 ? B - b0 : 8) {
         case 1: FN(matmul_rows)(o, ab, lda, w, F, H, 1); break;
         case 2: FN(matmul_rows)(o, ab, lda, w, F, H, 2); break;
         case 3: FN(matmul_rows)(o, ab, lda, w, F, H, 3); break;
-        default: FN(matmul_rows)(o, ab, lda, w, F, H, 4); break;
+        case 4: FN(matmul_rows)(o, ab, lda, w, F, H, 4); break;
+        case 5: FN(matmul_rows)(o, ab, lda, w, F, H, 5); break;
+        case 6: FN(matmul_rows)(o, ab, lda, w, F, H, 6); break;
+        case 7: FN(matmul_rows)(o, ab, lda, w, F, H, 7); break;
+        default: FN(matmul_rows)(o, ab, lda, w, F, H, 8); break;
         }
     }
 }

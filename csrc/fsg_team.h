@@ -13,20 +13,32 @@
  *  - the master claims from the front of the list and the others from the
  *    back, so with equal speed each thread keeps touching the same weight
  *    blocks batch after batch, and they stay in its own L2 cache;
- *  - waiting is a short spin (a few microseconds), then sched_yield, then
- *    sleeps: no long spin-waits on a busy machine.
+ *  - waiting is a short spin (tens of microseconds), then the thread blocks
+ *    in the kernel (a futex on Linux) and is woken the moment there is
+ *    something for it: no long spin-waits on a busy machine, and a blocked
+ *    thread leaves its core free for the scheduler to move a stalled
+ *    teammate onto.
  *
  * The claim word packs (phase, front, back) into 64 bits and is changed by
  * compare-and-swap, so a thread can never claim an item of a phase that has
  * already moved on.  Item results are published by the release increment of
- * `done` and read by the master after its acquire load.
+ * `done` and read by the master after its acquire load.  Sleeping uses the
+ * Dekker pattern on sequentially consistent atomics (announce, re-check,
+ * sleep / change, check for sleepers, wake), so no wake-up is lost.
  */
 #ifndef FSG_TEAM_H
 #define FSG_TEAM_H
 
+#include <limits.h>
 #include <sched.h>
 #include <stdint.h>
 #include <time.h>
+
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -37,10 +49,16 @@
 #define FSG_CPU_RELAX() ((void)0)
 #endif
 
+/* pauses before a waiting thread blocks: about 20-40 us on current x86 */
+#define FSG_SPIN_LIMIT 4000
+
 typedef struct {
-    uint64_t claim;   /* phase:16 | front:24 | back:24 */
-    int64_t done;     /* items of the current phase finished */
-    int64_t exit;     /* set by the master when the epoch is over */
+    uint64_t claim;         /* phase:16 | front:24 | back:24 */
+    int32_t done;           /* items of the current phase finished */
+    int32_t seq;            /* bumped by every publish and by finish */
+    int32_t exit;           /* set by the master when the epoch is over */
+    int32_t master_asleep;  /* the master is (about to be) blocked on `done` */
+    int32_t workers_asleep; /* workers (about to be) blocked on `seq` */
 } fsg_team;
 
 #define FSG_TEAM_MAX_ITEMS ((1 << 24) - 1)
@@ -50,20 +68,36 @@ typedef struct {
 static inline void fsg_team_init(fsg_team *t) {
     t->claim = 0;
     t->done = 0;
+    t->seq = 0;
     t->exit = 0;
+    t->master_asleep = 0;
+    t->workers_asleep = 0;
 }
 
-/* grows a wait: spin, then yield the core, then sleep (50 us steps) */
-static inline void fsg_backoff(int64_t *spins) {
-    if (*spins < 2000) {
-        FSG_CPU_RELAX();
-    } else if (*spins < 2200) {
-        sched_yield();
-    } else {
-        struct timespec ts = {0, 50000};
-        nanosleep(&ts, NULL);
-    }
-    (*spins)++;
+/* block while *addr == value (returns at once if it changed); wake waiters */
+static inline void fsg_futex_wait(int32_t *addr, int32_t value) {
+#if defined(__linux__)
+    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, value, NULL, NULL, 0);
+#else
+    struct timespec ts = {0, 20000};  /* no futex: a short sleep, then re-check */
+    (void)addr;
+    (void)value;
+    nanosleep(&ts, NULL);
+#endif
+}
+
+static inline void fsg_futex_wake(int32_t *addr, int n) {
+#if defined(__linux__)
+    syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+#else
+    (void)addr;
+    (void)n;
+#endif
+}
+
+static inline int fsg_team_has_work(fsg_team *t) {
+    uint64_t c = __atomic_load_n(&t->claim, __ATOMIC_ACQUIRE);
+    return ((c >> 24) & 0xffffff) < (c & 0xffffff);
 }
 
 /* master: open a phase of n items (n <= FSG_TEAM_MAX_ITEMS).  Descriptors
@@ -72,6 +106,9 @@ static inline void fsg_team_publish(fsg_team *t, int64_t n) {
     uint64_t phase = ((__atomic_load_n(&t->claim, __ATOMIC_RELAXED) >> 48) + 1) & 0xffff;
     __atomic_store_n(&t->done, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&t->claim, FSG_CLAIM(phase, 0, n), __ATOMIC_RELEASE);
+    __atomic_fetch_add(&t->seq, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&t->workers_asleep, __ATOMIC_SEQ_CST) > 0)
+        fsg_futex_wake(&t->seq, INT_MAX);
 }
 
 /* any thread: claim one item of the current phase, from the front
@@ -90,29 +127,51 @@ static inline int64_t fsg_team_claim(fsg_team *t, int from_back) {
 }
 
 static inline void fsg_team_item_done(fsg_team *t) {
-    __atomic_fetch_add(&t->done, 1, __ATOMIC_RELEASE);
+    __atomic_fetch_add(&t->done, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&t->master_asleep, __ATOMIC_SEQ_CST))
+        fsg_futex_wake(&t->done, 1);
 }
 
 /* master: wait until all n items of the phase are finished */
 static inline void fsg_team_wait(fsg_team *t, int64_t n) {
-    int64_t spins = 0;
-    while (__atomic_load_n(&t->done, __ATOMIC_ACQUIRE) < n) fsg_backoff(&spins);
+    int spins = 0;
+    for (;;) {
+        int32_t done = __atomic_load_n(&t->done, __ATOMIC_ACQUIRE);
+        if (done >= n) return;
+        if (spins++ < FSG_SPIN_LIMIT) {
+            FSG_CPU_RELAX();
+            continue;
+        }
+        __atomic_store_n(&t->master_asleep, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&t->done, __ATOMIC_SEQ_CST) == done) fsg_futex_wait(&t->done, done);
+        __atomic_store_n(&t->master_asleep, 0, __ATOMIC_SEQ_CST);
+    }
 }
 
 /* worker: wait until an item can be claimed (returns 1) or the epoch is
  * over (returns 0) */
 static inline int fsg_team_wait_work(fsg_team *t) {
-    int64_t spins = 0;
+    int spins = 0;
     for (;;) {
-        uint64_t c = __atomic_load_n(&t->claim, __ATOMIC_ACQUIRE);
-        if (((c >> 24) & 0xffffff) < (c & 0xffffff)) return 1;
+        int32_t seq = __atomic_load_n(&t->seq, __ATOMIC_ACQUIRE);
+        if (fsg_team_has_work(t)) return 1;
         if (__atomic_load_n(&t->exit, __ATOMIC_ACQUIRE)) return 0;
-        fsg_backoff(&spins);
+        if (spins++ < FSG_SPIN_LIMIT) {
+            FSG_CPU_RELAX();
+            continue;
+        }
+        __atomic_fetch_add(&t->workers_asleep, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&t->seq, __ATOMIC_SEQ_CST) == seq) fsg_futex_wait(&t->seq, seq);
+        __atomic_fetch_sub(&t->workers_asleep, 1, __ATOMIC_SEQ_CST);
+        spins = 0;
     }
 }
 
 static inline void fsg_team_finish(fsg_team *t) {
     __atomic_store_n(&t->exit, 1, __ATOMIC_RELEASE);
+    __atomic_fetch_add(&t->seq, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&t->workers_asleep, __ATOMIC_SEQ_CST) > 0)
+        fsg_futex_wake(&t->seq, INT_MAX);
 }
 
 #endif /* FSG_TEAM_H */

@@ -48,7 +48,7 @@ def test_results_bitwise_identical_for_any_thread_count(batch_size, dtype):
 def test_threads_forced_on_tiny_work_still_bitwise_identical(tuning, batch_size):
     # threads split even the smallest batches: the partition into slices and
     # tasks must still not depend on the thread count
-    tuning(parallel_min_work=1, slice_rows=16, task_weights=512)
+    tuning(parallel_min_work=1, slice_rows=16, task_weights=512, task_weights_small=256)
     one = _fit(1, batch_size)
     two = _fit(2, batch_size)
     three = _fit(3, batch_size)

@@ -61,8 +61,9 @@ cpdef enum Status:
 # (except small_rows/fused_rows, which pick between two exact formulas whose
 # float rounding differs; that choice depends on the batch size only).
 cdef dict _TUNING = dict(
-    slice_rows=64,           # phase 1: rows per slice (at most)
-    task_weights=4096,       # phase 2: weights per task (about)
+    slice_rows=128,          # phase 1: rows per slice (at most; see n_slices_for)
+    task_weights=8192,       # phase 2: weights per task (about), BLAS batches
+    task_weights_small=4096, # ... batches on the fused small-batch path
     small_rows=8,            # batches up to this many rows skip BLAS
     fused_rows=16,           # ... up to this many fuse gradient into update
     parallel_min_work=1 << 18,  # rows * parameters below which 1 thread runs
@@ -133,6 +134,15 @@ cdef struct Plan:
     Py_ssize_t fused_rows
     Py_ssize_t parallel_min_work
     Py_ssize_t signal_every
+
+
+cdef inline Py_ssize_t n_slices_for(Py_ssize_t B, Py_ssize_t slice_rows) noexcept nogil:
+    """Phase 1 slices of a batch of B rows: at most slice_rows rows each, but
+    at least two slices (of >= 32 rows) so that two threads can share."""
+    cdef Py_ssize_t n = (B + slice_rows - 1) // slice_rows
+    if n < 2 and B >= 64:
+        n = 2
+    return n
 
 
 cdef inline void matmul(const Plan *p, floating *out, const floating *a,
@@ -328,7 +338,7 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
     """One SGD step on the batch described by `w`, of total weight m.
     Returns the batch loss as scikit-learn defines it (data loss + L2 term,
     both divided by m)."""
-    cdef Py_ssize_t n_slices = (w.B + p.slice_rows - 1) // p.slice_rows
+    cdef Py_ssize_t n_slices = n_slices_for(w.B, p.slice_rows)
     cdef Py_ssize_t s, t, K = p.units[p.n_layers]
     cdef double data_loss = 0.0, sumsq = 0.0
     w.slice_len = (w.B + n_slices - 1) // n_slices
@@ -423,6 +433,7 @@ cdef class Engine:
     cdef readonly Py_ssize_t n_params
     cdef object _coef_off, _icpt_off
     cdef object _task_layer, _task_row0, _task_row1
+    cdef Py_ssize_t _task_weights
     cdef object _act_off, _delta_off
     cdef object _ws, _slice_loss, _task_sumsq
     cdef Py_ssize_t _ws_rows, _ws_threads
@@ -443,27 +454,35 @@ cdef class Engine:
         self._icpt_off = np.asarray(intercept_offsets, dtype=np.intp)
         self.n_params = int(np.sum(units[:-1] * units[1:]) + np.sum(units[1:]))
 
-        # phase 2 tasks: blocks of about task_weights weights, then one task
-        # per layer for its intercepts
+        self._task_weights = 0
+        self._ws = None
+        self._ws_rows = 0
+        self._ws_threads = 0
+        self._ws_dtype = None
+
+    cdef void _build_tasks(self, Py_ssize_t task_weights) except *:
+        """Phase 2 tasks: blocks of about task_weights weights (whole rows of
+        one W), then one task per layer for its intercepts.  Larger blocks
+        for BLAS batches (fewer, better-shaped products), smaller for the
+        fused small-batch path (finer sharing between threads)."""
+        units = self.units
         layer, row0, row1 = [], [], []
-        for i in range(L):
+        for i in range(len(units) - 1):
             fan_in, fan_out = int(units[i]), int(units[i + 1])
-            block = max(1, _TUNING["task_weights"] // fan_out)
+            block = max(1, task_weights // fan_out)
             for f0 in range(0, fan_in, block):
                 layer.append(i)
                 row0.append(f0)
                 row1.append(min(f0 + block, fan_in))
-        for i in range(L):
+        for i in range(len(units) - 1):
             layer.append(i)
             row0.append(-1)
             row1.append(-1)
         self._task_layer = np.asarray(layer, dtype=np.intp)
         self._task_row0 = np.asarray(row0, dtype=np.intp)
         self._task_row1 = np.asarray(row1, dtype=np.intp)
-        self._ws = None
-        self._ws_rows = 0
-        self._ws_threads = 0
-        self._ws_dtype = None
+        self._task_weights = task_weights
+        self._ws = None   # the gradient blocks may have changed size
 
     def __reduce__(self):
         # the workspace is scratch: rebuild from the shape
@@ -475,6 +494,10 @@ cdef class Engine:
         `n_threads` threads, once; later calls reuse it."""
         cdef Py_ssize_t L = len(self.units) - 1, off = 0, i, gbuf, n_slices
         cdef Py_ssize_t[::1] units = self.units
+        task_weights = (_TUNING["task_weights_small"] if rows <= _TUNING["fused_rows"]
+                        else _TUNING["task_weights"])
+        if task_weights != self._task_weights:
+            self._build_tasks(task_weights)
         if (self._ws is not None and rows <= self._ws_rows
                 and n_threads <= self._ws_threads and dtype == self._ws_dtype):
             return
@@ -512,7 +535,7 @@ cdef class Engine:
         self._ws = raw[shift:shift + off]
         self._act_off = act_off
         self._delta_off = delta_off
-        n_slices = (rows + _TUNING["slice_rows"] - 1) // _TUNING["slice_rows"]
+        n_slices = n_slices_for(rows, _TUNING["slice_rows"])
         self._slice_loss = np.zeros(max(n_slices, 1), dtype=np.float64)
         self._task_sumsq = np.zeros(len(self._task_layer), dtype=np.float64)
         self._ws_rows = rows
