@@ -73,9 +73,13 @@ enum fsg_output {
      * dominates */                                                            \
     void fsg_small_matmul_##S(T *out, const T *a, fsg_idx lda, const T *w,     \
                               fsg_idx B, fsg_idx F, fsg_idx H);                \
-    /* out (B, F) <- d (B, H) @ w (F, H)^T, for small B */                     \
-    void fsg_small_matmul_bt_##S(T *out, const T *d, const T *w, fsg_idx B,    \
-                                 fsg_idx F, fsg_idx H);                        \
+    /* out (B, F), rows ldo apart <- d (B, H) @ w (F, H)^T, for small B */     \
+    void fsg_small_matmul_bt_##S(T *out, fsg_idx ldo, const T *d, const T *w,  \
+                                 fsg_idx B, fsg_idx F, fsg_idx H);             \
+    /* out (n) += x (n) */                                                     \
+    void fsg_accumulate_##S(T *out, const T *x, fsg_idx n);                    \
+    /* out (n) <- x (n) */                                                     \
+    void fsg_copy_##S(T *out, const T *x, fsg_idx n);                          \
     /* out (B, F) <- rows idx[0..B) of x (n, F) */                             \
     void fsg_gather_rows_##S(T *out, const T *x, const int64_t *idx,           \
                              fsg_idx B, fsg_idx F);                            \

@@ -430,7 +430,7 @@ FSG_HOT void FN(fsg_column_sum)(T *FSG_RESTRICT out, const T *FSG_RESTRICT d,
     }
 }
 
-FSG_HOT void FN(fsg_small_matmul_bt)(T *FSG_RESTRICT out,
+FSG_HOT void FN(fsg_small_matmul_bt)(T *FSG_RESTRICT out, fsg_idx ldo,
                                      const T *FSG_RESTRICT d,
                                      const T *FSG_RESTRICT w, fsg_idx B,
                                      fsg_idx F, fsg_idx H) {
@@ -441,9 +441,17 @@ FSG_HOT void FN(fsg_small_matmul_bt)(T *FSG_RESTRICT out,
             T s = 0;
 #pragma omp simd reduction(+ : s)
             for (fsg_idx h = 0; h < H; h++) s += db[h] * wf[h];
-            out[b * F + f] = s;
+            out[b * ldo + f] = s;
         }
     }
+}
+
+FSG_HOT void FN(fsg_accumulate)(T *FSG_RESTRICT out, const T *FSG_RESTRICT x, fsg_idx n) {
+    for (fsg_idx i = 0; i < n; i++) out[i] += x[i];
+}
+
+void FN(fsg_copy)(T *FSG_RESTRICT out, const T *FSG_RESTRICT x, fsg_idx n) {
+    memcpy(out, x, (size_t)n * sizeof(T));
 }
 
 void FN(fsg_gather_rows)(T *FSG_RESTRICT out, const T *FSG_RESTRICT x,

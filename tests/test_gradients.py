@@ -44,16 +44,35 @@ def _engine_step(layout, activation, output, params, X, Y, sw, alpha):
     return losses[0], params - w
 
 
+# engine paths: default knobs, then every layer split by weights with the
+# small kernels, then BLAS for everything except the fused B=1 update
+PATHS = {
+    "default": {},
+    "split-small-kernels": dict(split_min_weights=1, small_rows=100, fused_rows=100),
+    "blas": dict(small_rows=1, fused_rows=1, split_rows=1),
+}
+
+
+@pytest.fixture(params=list(PATHS))
+def engine_path(request):
+    saved = _engine.get_tuning()
+    _engine.set_tuning(**PATHS[request.param])
+    yield request.param
+    _engine.set_tuning(**saved)
+
+
 @pytest.mark.parametrize("n_rows", [1, 3, 12, 70], ids=lambda n: f"B{n}")
 @pytest.mark.parametrize("output", OUTPUTS)
 @pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
-def test_backprop_matches_finite_differences(activation, output, n_rows):
+def test_backprop_matches_finite_differences(activation, output, n_rows, engine_path):
     rng = np.random.RandomState(0)
     # one output for squared error: with more, scikit-learn's reported loss
     # is 1/n_outputs of the objective its gradient descends (checked below)
     n_out = 1 if output == "identity" else 3
     X, Y = _problem(output, n_rows, rng, n_out)
-    layout = ParamLayout([5, 4, 3, n_out])
+    # 17 units: a whole 64-byte vector of doubles plus a remainder, so the
+    # vector kernels and their tails are both exercised
+    layout = ParamLayout([5, 17, 3, n_out])
     params = layout.glorot_init(rng, activation, np.float64)
     alpha = 0.3
     for sw in (np.empty(0), rng.uniform(0.5, 2.0, size=n_rows)):

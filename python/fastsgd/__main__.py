@@ -61,12 +61,17 @@ def _info(args):
     return 0
 
 
-def _bench(args):
+def _bench_main(bench_args):
     from fastsgd._bench import main as bench_main
-    return bench_main(args.bench_args)
+    return bench_main(bench_args)
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        # the benchmark has its own parser (argparse.REMAINDER would not
+        # take a leading "--quick")
+        return _bench_main(argv[1:])
     parser = argparse.ArgumentParser(prog="fastsgd", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
@@ -78,12 +83,11 @@ def main(argv=None):
         p.add_argument("--epochs", type=int, default=50)
         p.add_argument("--seed", type=int, default=0)
     sub.add_parser("info", help="print the build and runtime configuration")
-    bench = sub.add_parser("bench", help="benchmark against scikit-learn and PyTorch",
-                           add_help=False)
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    sub.add_parser("bench", help="benchmark against scikit-learn and PyTorch "
+                                 "(python -m fastsgd bench --help)")
     args = parser.parse_args(argv)
     command = args.command or "demo"
-    return {"demo": _demo, "info": _info, "bench": _bench}[command](args)
+    return {"demo": _demo, "info": _info}[command](args)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ import numpy as np
 from fastsgd._blas cimport gemm
 from fastsgd._kernels cimport (
     FSG_OUT_SQUARED, activation_backward, all_finite, bias_activation,
-    column_sum, fsg_kernel_isa, fsg_kernel_multiversioned, gather_rows,
+    accumulate, column_sum, copy_into, fsg_kernel_isa, fsg_kernel_multiversioned, gather_rows,
     outer_update, output_forward, output_loss_delta, sgd_update,
     small_matmul, small_matmul_bt,
 )
@@ -49,6 +49,13 @@ from fastsgd._openmp cimport (
     FSG_OPENMP_ENABLED, fsg_omp_barrier, omp_get_max_threads, omp_get_num_procs,
     omp_get_thread_num,
 )
+
+cdef extern from *:
+    """
+    #define FSG_VECTOR_BYTES 64  /* the kernels' vector width (fsg_kernels.c) */
+    """
+    Py_ssize_t FSG_VECTOR_BYTES
+
 
 # status codes of train_epoch
 cpdef enum Status:
@@ -64,9 +71,12 @@ cdef dict _TUNING = dict(
     slice_rows=128,          # phase 1: rows per slice (at most; see n_slices_for)
     task_weights=8192,       # phase 2: weights per task (about), BLAS batches
     task_weights_small=4096, # ... batches on the fused small-batch path
-    small_rows=8,            # batches up to this many rows skip BLAS
-    fused_rows=16,           # ... up to this many fuse gradient into update
-    parallel_min_work=1 << 18,  # rows * parameters below which 1 thread runs
+    small_rows=1,            # products with up to this many rows skip BLAS
+    fused_rows=1,            # batches up to this many rows fuse the gradient
+                             #     into the update (layers >= one vector wide)
+    split_rows=64,           # batches up to this many rows split phase 1 by
+    split_min_weights=16384, #     weights, for layers with this many weights
+    parallel_min_work=1 << 15,  # rows * parameters below which 1 thread runs
     predict_rows=128,        # rows per prediction slice
     signal_every=256,        # batches between Ctrl-C checks
 )
@@ -119,6 +129,8 @@ cdef struct Plan:
     const Py_ssize_t *task_layer
     const Py_ssize_t *task_row0  # -1: the intercepts of task_layer
     const Py_ssize_t *task_row1
+    const Py_ssize_t *layer_first_task  # layer i's weight tasks are
+    const Py_ssize_t *layer_n_tasks     # [first, first + n) of the table
     # workspace, in elements from its aligned base
     Py_ssize_t xb_off            # gathered batch inputs (B, F)
     Py_ssize_t yb_off            # gathered batch targets (B, K)
@@ -127,11 +139,14 @@ cdef struct Plan:
     const Py_ssize_t *delta_off  # deltas delta[i] (B, units[i+1]), i=0..L-1
     Py_ssize_t gbuf_off          # per-thread gradient blocks for phase 2
     Py_ssize_t gbuf_stride
+    Py_ssize_t partial_off       # per-task partial products (small batches)
     double *slice_loss           # phase 1 results, one per slice
     double *task_sumsq           # phase 2 results, one per task
     Py_ssize_t slice_rows
     Py_ssize_t small_rows
     Py_ssize_t fused_rows
+    Py_ssize_t split_rows
+    Py_ssize_t split_min_weights
     Py_ssize_t parallel_min_work
     Py_ssize_t signal_every
 
@@ -145,26 +160,26 @@ cdef inline Py_ssize_t n_slices_for(Py_ssize_t B, Py_ssize_t slice_rows) noexcep
     return n
 
 
-cdef inline void matmul(const Plan *p, floating *out, const floating *a,
+cdef inline void matmul(const Plan *p, floating *out, const floating *a, Py_ssize_t lda,
                         const floating *w, Py_ssize_t B, Py_ssize_t F,
                         Py_ssize_t H) noexcept nogil:
-    """out (B, H) = a (B, F) @ w (F, H)."""
+    """out (B, H) = a (B, F; rows lda apart) @ w (F, H)."""
     if B <= p.small_rows:
-        small_matmul(out, a, F, w, B, F, H)
+        small_matmul(out, a, lda, w, B, F, H)
     else:
-        gemm(False, False, <int> B, <int> H, <int> F, <floating> 1.0, a, <int> F,
+        gemm(False, False, <int> B, <int> H, <int> F, <floating> 1.0, a, <int> lda,
              w, <int> H, <floating> 0.0, out, <int> H)
 
 
-cdef inline void matmul_bt(const Plan *p, floating *out, const floating *d,
+cdef inline void matmul_bt(const Plan *p, floating *out, Py_ssize_t ldo, const floating *d,
                            const floating *w, Py_ssize_t B, Py_ssize_t F,
                            Py_ssize_t H) noexcept nogil:
-    """out (B, F) = d (B, H) @ w (F, H)^T."""
+    """out (B, F; rows ldo apart) = d (B, H) @ w (F, H)^T."""
     if B <= p.small_rows:
-        small_matmul_bt(out, d, w, B, F, H)
+        small_matmul_bt(out, ldo, d, w, B, F, H)
     else:
         gemm(False, True, <int> B, <int> F, <int> H, <floating> 1.0, d, <int> H,
-             w, <int> H, <floating> 0.0, out, <int> F)
+             w, <int> H, <floating> 0.0, out, <int> ldo)
 
 
 cdef double forward_backward_slice(
@@ -208,7 +223,7 @@ cdef double forward_backward_slice(
             z = ws + p.act_off[i + 1] + r0 * H
         else:
             z = ws + p.delta_off[L - 1] + r0 * H
-        matmul(p, z, a, params + p.coef_off[i], n, F, H)
+        matmul(p, z, a, F, params + p.coef_off[i], n, F, H)
         if i < L - 1:
             bias_activation(z, params + p.icpt_off[i], n, H, p.activation)
         else:
@@ -221,8 +236,96 @@ cdef double forward_backward_slice(
         F = p.units[i]
         H = p.units[i + 1]
         d_below = ws + p.delta_off[i - 1] + r0 * F
-        matmul_bt(p, d_below, ws + p.delta_off[i] + r0 * H, params + p.coef_off[i], n, F, H)
+        matmul_bt(p, d_below, F, ws + p.delta_off[i] + r0 * H, params + p.coef_off[i], n, F, H)
         activation_backward(d_below, ws + p.act_off[i] + r0 * F, n * F, p.activation)
+    return loss
+
+
+cdef void forward_block(const Plan *p, floating *ws, const floating *params,
+                        const floating *a, Py_ssize_t B, Py_ssize_t i,
+                        Py_ssize_t k) noexcept nogil:
+    """Small batches, layer i's k-th weight block (rows f0:f1 of W[i]): the
+    partial product a[:, f0:f1] @ W[i][f0:f1, :] (B, H) into its own buffer.
+    The master sums the partials in block order."""
+    cdef Py_ssize_t t = p.layer_first_task[i] + k
+    cdef Py_ssize_t f0 = p.task_row0[t], f1 = p.task_row1[t]
+    cdef Py_ssize_t F = p.units[i], H = p.units[i + 1]
+    matmul(p, ws + p.partial_off + k * B * H, a + f0, F, params + p.coef_off[i] + f0 * H,
+           B, f1 - f0, H)
+
+
+cdef void backward_block(const Plan *p, floating *ws, const floating *params,
+                         Py_ssize_t B, Py_ssize_t i, Py_ssize_t k) noexcept nogil:
+    """Small batches, layer i's k-th weight block: columns f0:f1 of
+    delta[i-1] = (delta[i] @ W[i]^T) * act'(A[i]).  Blocks own disjoint
+    columns, so nothing needs summing."""
+    cdef Py_ssize_t t = p.layer_first_task[i] + k
+    cdef Py_ssize_t f0 = p.task_row0[t], f1 = p.task_row1[t]
+    cdef Py_ssize_t F = p.units[i], H = p.units[i + 1], b
+    cdef floating *d_below = ws + p.delta_off[i - 1]
+    cdef const floating *a = ws + p.act_off[i]
+    matmul_bt(p, d_below + f0, F, ws + p.delta_off[i], params + p.coef_off[i] + f0 * H,
+              B, f1 - f0, H)
+    for b in range(B):
+        activation_backward(d_below + b * F + f0, a + b * F + f0, f1 - f0, p.activation)
+
+
+cdef double forward_backward_split(const Plan *p, Work *w, fsg_team *team, floating *ws,
+                                   floating *params, floating *velocity) noexcept nogil:
+    """Phase 1 for small batches, split by weights instead of rows: each big
+    layer's forward and delta run as a phase of weight blocks (the same
+    blocks phase 2 updates, so each thread keeps reading the weights it
+    writes).  Tiny layers run on the master.  Returns sum of sw * loss."""
+    cdef Py_ssize_t B = w.B, L = p.n_layers, K = p.units[p.n_layers]
+    cdef Py_ssize_t i, k, F = p.units[0], H
+    cdef const floating *a
+    cdef const floating *y
+    cdef const floating *sw = <const floating *> w.sw
+    cdef floating *z
+    cdef floating *d_below
+    cdef double loss = 0.0
+
+    if w.rows != NULL:
+        gather_rows(ws + p.xb_off, <const floating *> w.X, w.rows, B, F)
+        gather_rows(ws + p.yb_off, <const floating *> w.Y, w.rows, B, K)
+        if sw != NULL:
+            gather_rows(ws + p.sw_off, sw, w.rows, B, 1)
+            sw = ws + p.sw_off
+        a = ws + p.xb_off
+        y = ws + p.yb_off
+    else:
+        a = <const floating *> w.X
+        y = <const floating *> w.Y
+
+    for i in range(L):
+        F = p.units[i]
+        H = p.units[i + 1]
+        z = ws + (p.act_off[i + 1] if i < L - 1 else p.delta_off[L - 1])
+        if F * H >= p.split_min_weights:
+            w.layer = i
+            w.a_in = a
+            run_phase(p, w, team, PHASE_FORWARD, p.layer_n_tasks[i], ws, params, velocity)
+            copy_into(z, ws + p.partial_off, B * H)
+            for k in range(1, p.layer_n_tasks[i]):    # in block order
+                accumulate(z, ws + p.partial_off + k * B * H, B * H)
+        else:
+            matmul(p, z, a, F, params + p.coef_off[i], B, F, H)
+        if i < L - 1:
+            bias_activation(z, params + p.icpt_off[i], B, H, p.activation)
+        else:
+            loss = output_loss_delta(z, params + p.icpt_off[i], y, sw, B, H, p.output)
+        a = z
+
+    for i in range(L - 1, 0, -1):
+        F = p.units[i]
+        H = p.units[i + 1]
+        if F * H >= p.split_min_weights:
+            w.layer = i
+            run_phase(p, w, team, PHASE_BACKWARD, p.layer_n_tasks[i], ws, params, velocity)
+        else:
+            d_below = ws + p.delta_off[i - 1]
+            matmul_bt(p, d_below, F, ws + p.delta_off[i], params + p.coef_off[i], B, F, H)
+            activation_backward(d_below, ws + p.act_off[i], B * F, p.activation)
     return loss
 
 
@@ -248,7 +351,7 @@ cdef double update_task(
         sgd_update(params + p.icpt_off[i], velocity + p.icpt_off[i], gbuf, H,
                    <floating> 0.0, inv_m, lr, mu, nesterov)
         return 0.0
-    if B <= p.fused_rows:
+    if B <= p.fused_rows and H >= FSG_VECTOR_BYTES // sizeof(floating):
         return outer_update(w, v, a, F, d, B, f0, f1, H, alpha, inv_m, lr, mu, nesterov, gbuf)
     # gradient block (f1 - f0, H) = A[:, f0:f1]^T @ delta, then the update
     gemm(True, False, <int> (f1 - f0), <int> H, <int> B, <floating> 1.0, a + f0, <int> F,
@@ -272,6 +375,8 @@ cdef extern from "fsg_team.h" nogil:
 cdef enum Phase:
     PHASE_SLICES = 1      # phase 1: row slices of the batch
     PHASE_TASKS = 2       # phase 2: blocks of weights
+    PHASE_FORWARD = 3     # small batches: one layer's forward, by weight blocks
+    PHASE_BACKWARD = 4    # small batches: one layer's delta, by weight blocks
 
 
 # What the team works on: written by the master before it publishes a phase,
@@ -284,6 +389,8 @@ cdef struct Work:
     const void *sw
     const int64_t *rows
     const void *a0            # layer-0 input of the whole batch
+    const void *a_in          # PHASE_FORWARD: the layer's input (B, F)
+    Py_ssize_t layer          # PHASE_FORWARD / PHASE_BACKWARD: which layer
     Py_ssize_t B
     Py_ssize_t slice_len
     double inv_m
@@ -309,6 +416,10 @@ cdef void run_items(const Plan *p, const Work *w, fsg_team *team, int tid, float
             p.slice_loss[item] = forward_backward_slice(
                 p, ws, params, <const floating *> w.X, <const floating *> w.Y,
                 <const floating *> w.sw, w.rows, r0, r1)
+        elif w.phase == PHASE_FORWARD:
+            forward_block(p, ws, params, <const floating *> w.a_in, w.B, w.layer, item)
+        elif w.phase == PHASE_BACKWARD:
+            backward_block(p, ws, params, w.B, w.layer, item)
         else:
             p.task_sumsq[item] = update_task(
                 p, ws, params, velocity, <const floating *> w.a0, w.B, item,
@@ -344,7 +455,11 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
     w.slice_len = (w.B + n_slices - 1) // n_slices
     w.inv_m = 1.0 / m
 
-    run_phase(p, w, team, PHASE_SLICES, n_slices, ws, params, velocity)
+    if w.B <= p.split_rows:
+        n_slices = 1
+        p.slice_loss[0] = forward_backward_split(p, w, team, ws, params, velocity)
+    else:
+        run_phase(p, w, team, PHASE_SLICES, n_slices, ws, params, velocity)
     # every delta is known now, so weights may change
     run_phase(p, w, team, PHASE_TASKS, p.n_tasks, ws, params, velocity)
 
@@ -433,6 +548,7 @@ cdef class Engine:
     cdef readonly Py_ssize_t n_params
     cdef object _coef_off, _icpt_off
     cdef object _task_layer, _task_row0, _task_row1
+    cdef object _layer_first_task, _layer_n_tasks
     cdef Py_ssize_t _task_weights
     cdef object _act_off, _delta_off
     cdef object _ws, _slice_loss, _task_sumsq
@@ -481,6 +597,13 @@ cdef class Engine:
         self._task_layer = np.asarray(layer, dtype=np.intp)
         self._task_row0 = np.asarray(row0, dtype=np.intp)
         self._task_row1 = np.asarray(row1, dtype=np.intp)
+        n_layers = len(units) - 1
+        weight_tasks = self._task_row0 >= 0
+        self._layer_n_tasks = np.asarray(
+            [np.sum(weight_tasks & (self._task_layer == i)) for i in range(n_layers)],
+            dtype=np.intp)
+        self._layer_first_task = np.concatenate(
+            [[0], np.cumsum(self._layer_n_tasks)[:-1]]).astype(np.intp)
         self._task_weights = task_weights
         self._ws = None   # the gradient blocks may have changed size
 
@@ -494,7 +617,7 @@ cdef class Engine:
         `n_threads` threads, once; later calls reuse it."""
         cdef Py_ssize_t L = len(self.units) - 1, off = 0, i, gbuf, n_slices
         cdef Py_ssize_t[::1] units = self.units
-        task_weights = (_TUNING["task_weights_small"] if rows <= _TUNING["fused_rows"]
+        task_weights = (_TUNING["task_weights_small"] if rows <= _TUNING["split_rows"]
                         else _TUNING["task_weights"])
         if task_weights != self._task_weights:
             self._build_tasks(task_weights)
@@ -529,6 +652,14 @@ cdef class Engine:
         gbuf = _align(gbuf)
         gbuf_off = off
         off += gbuf * n_threads
+        # partial products of the weight-split forward (small batches only)
+        # (any batch may be small: an epoch's last batch can be short)
+        partial_off = off
+        partial = 0
+        for i in range(L):
+            partial = max(partial, self._layer_n_tasks[i] * min(rows, _TUNING["split_rows"])
+                          * units[i + 1])
+        off += _align(partial)
         itemsize = np.dtype(dtype).itemsize
         raw = np.empty(off + 64 // itemsize, dtype=dtype)
         shift = (-raw.ctypes.data % 64) // itemsize
@@ -560,6 +691,10 @@ cdef class Engine:
         self._plan.task_row0 = &v[0]
         v = self._task_row1
         self._plan.task_row1 = &v[0]
+        v = self._layer_first_task
+        self._plan.layer_first_task = &v[0]
+        v = self._layer_n_tasks
+        self._plan.layer_n_tasks = &v[0]
         self._plan.xb_off = xb_off
         self._plan.yb_off = yb_off
         self._plan.sw_off = sw_off
@@ -569,6 +704,7 @@ cdef class Engine:
         self._plan.delta_off = &v[0]
         self._plan.gbuf_off = gbuf_off
         self._plan.gbuf_stride = gbuf
+        self._plan.partial_off = partial_off
         cdef double[::1] dv = self._slice_loss
         self._plan.slice_loss = &dv[0]
         dv = self._task_sumsq
@@ -632,6 +768,8 @@ cdef class Engine:
         self._plan.slice_rows = _TUNING["slice_rows"]
         self._plan.small_rows = _TUNING["small_rows"]
         self._plan.fused_rows = _TUNING["fused_rows"]
+        self._plan.split_rows = _TUNING["split_rows"]
+        self._plan.split_min_weights = _TUNING["split_min_weights"]
         self._plan.parallel_min_work = _TUNING["parallel_min_work"]
         self._plan.signal_every = _TUNING["signal_every"]
         cdef floating[::1] ws_view = self._ws
@@ -721,7 +859,7 @@ def predict(units, coef_offsets, intercept_offsets, int activation, int output,
                     z = &out[r0, 0]
                 else:
                     z = buf + (i % 2) * width   # ping-pong between two buffers
-                matmul(&plan, z, a, &params[coef_off[i]], r1 - r0, F, H)
+                matmul(&plan, z, a, F, &params[coef_off[i]], r1 - r0, F, H)
                 if i < L - 1:
                     bias_activation(z, &params[icpt_off[i]], r1 - r0, H, activation)
                 else:

@@ -44,10 +44,14 @@ cdef extern from "fastsgd.h" nogil:
                               fsg_idx B, fsg_idx F, fsg_idx H) noexcept
     void fsg_small_matmul_f64(double *out, const double *a, fsg_idx lda, const double *w,
                               fsg_idx B, fsg_idx F, fsg_idx H) noexcept
-    void fsg_small_matmul_bt_f32(float *out, const float *d, const float *w,
+    void fsg_small_matmul_bt_f32(float *out, fsg_idx ldo, const float *d, const float *w,
                                  fsg_idx B, fsg_idx F, fsg_idx H) noexcept
-    void fsg_small_matmul_bt_f64(double *out, const double *d, const double *w,
+    void fsg_small_matmul_bt_f64(double *out, fsg_idx ldo, const double *d, const double *w,
                                  fsg_idx B, fsg_idx F, fsg_idx H) noexcept
+    void fsg_accumulate_f32(float *out, const float *x, fsg_idx n) noexcept
+    void fsg_accumulate_f64(double *out, const double *x, fsg_idx n) noexcept
+    void fsg_copy_f32(float *out, const float *x, fsg_idx n) noexcept
+    void fsg_copy_f64(double *out, const double *x, fsg_idx n) noexcept
     void fsg_gather_rows_f32(float *out, const float *x, const int64_t *idx, fsg_idx B, fsg_idx F) noexcept
     void fsg_gather_rows_f64(double *out, const double *x, const int64_t *idx, fsg_idx B, fsg_idx F) noexcept
     int fsg_all_finite_f32(const float *x, fsg_idx n) noexcept
@@ -125,12 +129,27 @@ cdef inline void small_matmul(floating *out, const floating *a, fsg_idx lda, con
         fsg_small_matmul_f64(out, a, lda, w, B, F, H)
 
 
-cdef inline void small_matmul_bt(floating *out, const floating *d, const floating *w,
-                                 fsg_idx B, fsg_idx F, fsg_idx H) noexcept nogil:
+cdef inline void small_matmul_bt(floating *out, fsg_idx ldo, const floating *d,
+                                 const floating *w, fsg_idx B, fsg_idx F,
+                                 fsg_idx H) noexcept nogil:
     if floating is float:
-        fsg_small_matmul_bt_f32(out, d, w, B, F, H)
+        fsg_small_matmul_bt_f32(out, ldo, d, w, B, F, H)
     else:
-        fsg_small_matmul_bt_f64(out, d, w, B, F, H)
+        fsg_small_matmul_bt_f64(out, ldo, d, w, B, F, H)
+
+
+cdef inline void accumulate(floating *out, const floating *x, fsg_idx n) noexcept nogil:
+    if floating is float:
+        fsg_accumulate_f32(out, x, n)
+    else:
+        fsg_accumulate_f64(out, x, n)
+
+
+cdef inline void copy_into(floating *out, const floating *x, fsg_idx n) noexcept nogil:
+    if floating is float:
+        fsg_copy_f32(out, x, n)
+    else:
+        fsg_copy_f64(out, x, n)
 
 
 cdef inline void gather_rows(floating *out, const floating *x, const int64_t *idx, fsg_idx B,
