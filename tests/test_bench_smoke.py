@@ -1,0 +1,111 @@
+"""CI smoke test of the benchmarks: ``python -m fastsgd bench --quick`` writes
+its JSON and Markdown with every framework / batch-size row, ``--memory``
+works on a small size, and the pytest-benchmark suite in benches/ runs once
+(``--benchmark-disable``) and passes."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK_BATCHES = ["1", "32", "full"]
+
+
+def _run(args, cwd, timeout):
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, (
+        f"{' '.join(args)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}"
+        f"\n--- stderr\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def _markdown_rows(text):
+    """The data rows of the main Markdown table, as lists of cells."""
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) > 5 and cells[0] in ("float32", "float64") and cells[1].isdigit():
+            rows.append(cells)
+    return rows
+
+
+def test_bench_quick(tmp_path):
+    out = tmp_path / "results"
+    proc = _run(["-m", "fastsgd", "bench", "--quick", "--out", str(out)], tmp_path, 120)
+
+    frameworks = ["fastsgd", "scikit-learn"]
+    if importlib.util.find_spec("torch") is not None:
+        frameworks.append("torch")
+
+    result = json.loads((out / "bench.json").read_text())
+    assert result["frameworks"] == frameworks
+    got = {(r["dtype"], r["threads"], r["batch_label"]): r for r in result["results"]}
+    assert set(got) == {("float32", 1, b) for b in QUICK_BATCHES}
+    for row in got.values():
+        assert row["n_rows"] == 2000 and row["epochs"] == 1
+        if row["batch_label"] == "full":
+            assert row["batch_size"] == 2000
+        for name in frameworks:
+            fw = row["frameworks"][name]
+            assert "error" not in fw, fw
+            assert len(fw["seconds_all"]) == 1 and fw["rows_per_s"] > 0, fw
+            assert fw["loss_finite"], fw
+        assert row["ratio_vs_sklearn"] > 0
+        assert (row["ratio_vs_torch"] > 0) == ("torch" in frameworks)
+        assert 0 < row["fraction_of_limit"]["fastsgd"]
+        assert row["limit_rows_per_s"] > 0
+    assert [m["dtype"] for m in result["matmul"]] == ["float32"]
+    assert result["matmul"][0]["gflops"] > 0
+    linear = result["linear"]
+    assert len(linear) == 1
+    for name in ["fastsgd", "SGDClassifier", "scikit-learn"] + frameworks[2:]:
+        assert linear[0]["frameworks"][name]["rows_per_s"] > 0, name
+    assert result["machine"]["fastsgd_build"]["openmp"] in (True, False)
+
+    md = (out / "bench.md").read_text()
+    rows = _markdown_rows(md)
+    assert [r[2] for r in rows] == QUICK_BATCHES
+    header = next(line for line in md.splitlines() if line.startswith("| dtype | threads | batch"))
+    columns = [c.strip() for c in header.strip().strip("|").split("|")]
+    for name in frameworks:
+        assert f"{name} rows/s" in columns
+    for cells in rows:
+        assert len(cells) == len(columns)
+        for column, cell in zip(columns, cells):
+            if column != "fastsgd/torch" or "torch" in frameworks:
+                assert cell != "—", (column, cells)  # every number present
+    assert "SGDClassifier" in md
+
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (out / "bench.png").stat().st_size > 0
+    assert "fastsgd/scikit-learn" in md
+    assert "machine limit" in proc.stdout
+    if any(k in os.environ for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")):
+        assert "WARNING" in proc.stdout and "env -u OPENBLAS_CORETYPE" in proc.stdout
+
+
+def test_bench_memory_small(tmp_path):
+    _run(["-m", "fastsgd", "bench", "--memory", "--memory-rows", "20000", "--out",
+          str(tmp_path)], tmp_path, 120)
+    result = json.loads((tmp_path / "memory.json").read_text())
+    assert [r["framework"] for r in result["memory"]] == ["fastsgd", "scikit-learn"]
+    for r in result["memory"]:
+        assert "error" not in r, r
+        assert r["x_bytes"] == 20000 * 100 * 4 and r["model_dtype"] == "float32"
+        assert r["peak_rss"] >= r["rss_before_fit"] > 0
+    assert "fit peak" in (tmp_path / "memory.md").read_text()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pytest_benchmark") is None,
+                    reason="pytest-benchmark is not installed")
+def test_pytest_benches_run(tmp_path):
+    if not (REPO / "benches").is_dir():
+        pytest.skip("benches/ is not shipped here")
+    _run(["-m", "pytest", "benches", "--benchmark-disable", "-q", "-p", "no:cacheprovider"],
+         REPO, 180)
