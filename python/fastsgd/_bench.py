@@ -66,10 +66,12 @@ MEMORY_ROWS = 1_000_000
 MEMORY_FEATURES = 100
 MEMORY_HIDDEN = (32,)
 # Pause before every timed fit and matmul probe.  After a multithreaded run
-# the previous runtime's idle threads (libgomp, OpenBLAS) keep spinning for a
-# few ms; measured here, a 2-thread matmul right after a torch epoch ran ~17%
-# slower, ~9% after a fastsgd epoch, and at full speed after a 10 ms pause.
-SETTLE_SECONDS = 0.03
+# the previous runtime's idle threads keep spinning: OpenBLAS's for about
+# 2**28 cycles (~0.1 s), libgomp's and torch's for milliseconds.  Measured
+# here: a 2-thread matmul right after a torch epoch ran ~17% slower; a
+# 2-thread fastsgd fit (batch 8) right after a 2-thread numpy matmul took
+# 43 ms, 22 ms after a 30 ms pause, 18 ms after 0.1 s, 17 ms after 0.3 s.
+SETTLE_SECONDS = 0.2
 
 
 # ------------------------------------------------------------------ the case

@@ -35,6 +35,7 @@ from cython.parallel cimport parallel, prange
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 from cpython.exc cimport PyErr_CheckSignals
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import numpy as np
 
@@ -398,6 +399,32 @@ cdef struct Work:
     double lr
     double mu
     bint nesterov
+    # load awareness (master only): time spent working on a phase versus
+    # waiting for items other threads claimed; `solo` = run without them
+    bint solo
+    double work_ns
+    double wait_ns
+
+
+cdef void run_item(const Plan *p, const Work *w, Py_ssize_t item, int tid, floating *ws,
+                   floating *params, floating *velocity) noexcept nogil:
+    """Run one item of the current phase."""
+    cdef Py_ssize_t r0, r1
+    if w.phase == PHASE_SLICES:
+        r0 = item * w.slice_len
+        r1 = min(r0 + w.slice_len, w.B)
+        p.slice_loss[item] = forward_backward_slice(
+            p, ws, params, <const floating *> w.X, <const floating *> w.Y,
+            <const floating *> w.sw, w.rows, r0, r1)
+    elif w.phase == PHASE_FORWARD:
+        forward_block(p, ws, params, <const floating *> w.a_in, w.B, w.layer, item)
+    elif w.phase == PHASE_BACKWARD:
+        backward_block(p, ws, params, w.B, w.layer, item)
+    else:
+        p.task_sumsq[item] = update_task(
+            p, ws, params, velocity, <const floating *> w.a0, w.B, item,
+            ws + p.gbuf_off + tid * p.gbuf_stride, <floating> w.alpha,
+            <floating> w.inv_m, <floating> w.lr, <floating> w.mu, w.nesterov)
 
 
 cdef void run_items(const Plan *p, const Work *w, fsg_team *team, int tid, floating *ws,
@@ -405,26 +432,11 @@ cdef void run_items(const Plan *p, const Work *w, fsg_team *team, int tid, float
     """Claim and run items of the current phase until none is left (the
     master claims from the front, the others from the back)."""
     cdef int64_t item
-    cdef Py_ssize_t r0, r1
     while True:
         item = fsg_team_claim(team, tid != 0)
         if item < 0:
             return
-        if w.phase == PHASE_SLICES:
-            r0 = item * w.slice_len
-            r1 = min(r0 + w.slice_len, w.B)
-            p.slice_loss[item] = forward_backward_slice(
-                p, ws, params, <const floating *> w.X, <const floating *> w.Y,
-                <const floating *> w.sw, w.rows, r0, r1)
-        elif w.phase == PHASE_FORWARD:
-            forward_block(p, ws, params, <const floating *> w.a_in, w.B, w.layer, item)
-        elif w.phase == PHASE_BACKWARD:
-            backward_block(p, ws, params, w.B, w.layer, item)
-        else:
-            p.task_sumsq[item] = update_task(
-                p, ws, params, velocity, <const floating *> w.a0, w.B, item,
-                ws + p.gbuf_off + tid * p.gbuf_stride, <floating> w.alpha,
-                <floating> w.inv_m, <floating> w.lr, <floating> w.mu, w.nesterov)
+        run_item(p, w, item, tid, ws, params, velocity)
         fsg_team_item_done(team)
 
 
@@ -437,11 +449,22 @@ cdef void serve(const Plan *p, const Work *w, fsg_team *team, int tid, floating 
 
 cdef void run_phase(const Plan *p, Work *w, fsg_team *team, int phase, Py_ssize_t n_items,
                     floating *ws, floating *params, floating *velocity) noexcept nogil:
-    """Master: open a phase, work on it, wait for the items others claimed."""
+    """Master: open a phase, work on it, wait for the items others claimed.
+    Solo (see run_epoch): run every item itself, the team stays asleep."""
+    cdef Py_ssize_t item
+    cdef double t0, t1
     w.phase = phase
+    if w.solo:
+        for item in range(n_items):
+            run_item(p, w, item, 0, ws, params, velocity)
+        return
+    t0 = now_ns()
     fsg_team_publish(team, n_items)
     run_items(p, w, team, 0, ws, params, velocity)
+    t1 = now_ns()
     fsg_team_wait(team, n_items)
+    w.work_ns += t1 - t0
+    w.wait_ns += now_ns() - t1
 
 
 cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
@@ -483,6 +506,10 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
     cdef Py_ssize_t F = p.units[0], K = p.units[p.n_layers]
     cdef Py_ssize_t k, r, start, n_batches = (n + batch_size - 1) // batch_size
     cdef double m, loss
+    cdef Py_ssize_t solo_until = 0, solo_batches = 32
+    w.solo = False
+    w.work_ns = 0.0
+    w.wait_ns = 0.0
     for k in range(n_batches):
         start = k * batch_size
         w.B = min(batch_size, n - start)
@@ -504,6 +531,8 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
             if m == 0.0:
                 return STATUS_ZERO_WEIGHT_BATCH
         loss = train_batch(p, w, team, ws, params, velocity, m)
+        if p.n_threads > 1:
+            adapt_team(w, k, &solo_until, &solo_batches)
         batch_losses[k] = loss
         total[0] += loss * w.B
         done[0] = k + 1
@@ -514,6 +543,41 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
                 if PyErr_CheckSignals() != 0:
                     return STATUS_INTERRUPTED   # the KeyboardInterrupt stays pending
     return STATUS_OK
+
+
+cdef inline double now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec * 1e9 + ts.tv_nsec
+
+
+cdef void adapt_team(Work *w, Py_ssize_t k, Py_ssize_t *solo_until,
+                     Py_ssize_t *solo_batches) noexcept nogil:
+    """Master, after batch k: degrade gracefully when a teammate is slow.
+
+    If, over the last 32 batches, the master spent more than a quarter of
+    its working time waiting for items another thread had claimed (that
+    thread shares its core with a busy neighbour, or with another library's
+    spinning threads), run the next batches solo; then try the team again,
+    doubling the solo stretch each time it fails (up to 4096 batches).
+    Who computes an item never changes its result, so this is invisible in
+    the numbers."""
+    if w.solo:
+        if k + 1 >= solo_until[0]:
+            w.solo = False
+            w.work_ns = 0.0
+            w.wait_ns = 0.0
+        return
+    if (k + 1) % 32 != 0:
+        return
+    if w.wait_ns > 0.25 * w.work_ns:
+        w.solo = True
+        solo_until[0] = k + 1 + solo_batches[0]
+        solo_batches[0] = min(2 * solo_batches[0], 4096)
+    else:
+        solo_batches[0] = 32
+    w.work_ns = 0.0
+    w.wait_ns = 0.0
 
 
 cdef int raise_pending() except -1:
