@@ -44,6 +44,14 @@ CLASSIFIER_CASES = [
     ("batch-65", dict(batch_size=65)),
     ("batch-n", dict(batch_size=300, learning_rate_init=0.1)),
     ("batch-over-n", dict(batch_size=400, learning_rate_init=0.1)),
+    # a first layer of >= 16384 weights: small batches split it by weight
+    # blocks and phase 2 starts the next batch's forward
+    ("wide-batch-1", dict(hidden_layer_sizes=(300,), batch_size=1, max_iter=1,
+                          learning_rate_init=0.005)),
+    ("wide-batch-6", dict(hidden_layer_sizes=(300,), batch_size=6, max_iter=2)),
+    ("wide-batch-6-no-shuffle", dict(hidden_layer_sizes=(300,), batch_size=6, max_iter=2,
+                                     shuffle=False)),
+    ("wide-batch-45", dict(hidden_layer_sizes=(300, 60), batch_size=45)),
     ("momentum-0", dict(momentum=0.0)),
     ("momentum-0.5-no-nesterov", dict(momentum=0.5, nesterovs_momentum=False)),
     ("momentum-0.9-no-nesterov", dict(nesterovs_momentum=False)),

@@ -134,6 +134,7 @@ cdef struct Plan:
     const Py_ssize_t *layer_n_tasks     # [first, first + n) of the table
     # workspace, in elements from its aligned base
     Py_ssize_t xb_off            # gathered batch inputs (B, F)
+    Py_ssize_t xb2_off           # ... a second buffer: the next small batch
     Py_ssize_t yb_off            # gathered batch targets (B, K)
     Py_ssize_t sw_off            # gathered batch sample weights (B,)
     const Py_ssize_t *act_off    # hidden activations A[i] (B, units[i]), i=1..L-1
@@ -286,23 +287,31 @@ cdef double forward_backward_split(const Plan *p, Work *w, fsg_team *team, float
     cdef floating *d_below
     cdef double loss = 0.0
 
+    cdef floating *xb = ws + (p.xb2_off if w.xb_cur else p.xb_off)
     if w.rows != NULL:
-        gather_rows(ws + p.xb_off, <const floating *> w.X, w.rows, B, F)
+        if not w.ready0:   # else the previous batch gathered these inputs
+            gather_rows(xb, <const floating *> w.X, w.rows, B, F)
         gather_rows(ws + p.yb_off, <const floating *> w.Y, w.rows, B, K)
         if sw != NULL:
             gather_rows(ws + p.sw_off, sw, w.rows, B, 1)
             sw = ws + p.sw_off
-        a = ws + p.xb_off
+        a = xb
         y = ws + p.yb_off
     else:
         a = <const floating *> w.X
         y = <const floating *> w.Y
+    w.a0 = a
 
     for i in range(L):
         F = p.units[i]
         H = p.units[i + 1]
         z = ws + (p.act_off[i + 1] if i < L - 1 else p.delta_off[L - 1])
-        if F * H >= p.split_min_weights:
+        if i == 0 and w.ready0:
+            # phase 2 of the previous batch already formed the partials
+            copy_into(z, ws + p.partial_off, B * H)
+            for k in range(1, p.layer_n_tasks[0]):
+                accumulate(z, ws + p.partial_off + k * B * H, B * H)
+        elif F * H >= p.split_min_weights:
             w.layer = i
             w.a_in = a
             run_phase(p, w, team, PHASE_FORWARD, p.layer_n_tasks[i], ws, params, velocity)
@@ -392,6 +401,15 @@ cdef struct Work:
     const void *a0            # layer-0 input of the whole batch
     const void *a_in          # PHASE_FORWARD: the layer's input (B, F)
     Py_ssize_t layer          # PHASE_FORWARD / PHASE_BACKWARD: which layer
+    # the next batch, so that phase 2 can start its layer-0 forward on each
+    # weight block it has just updated (small batches; see train_batch)
+    const void *next_X
+    const int64_t *next_rows
+    Py_ssize_t next_B
+    const void *next_a        # next batch's layer-0 input, once gathered
+    bint make_next            # phase 2 computes the next layer-0 partials
+    bint ready0               # this batch's layer-0 partials are computed
+    int xb_cur                # which of the two gather buffers is current
     Py_ssize_t B
     Py_ssize_t slice_len
     double inv_m
@@ -425,6 +443,11 @@ cdef void run_item(const Plan *p, const Work *w, Py_ssize_t item, int tid, float
             p, ws, params, velocity, <const floating *> w.a0, w.B, item,
             ws + p.gbuf_off + tid * p.gbuf_stride, <floating> w.alpha,
             <floating> w.inv_m, <floating> w.lr, <floating> w.mu, w.nesterov)
+        if w.make_next and item < p.layer_n_tasks[0]:
+            # the block's new weights are in this core's L1: use them now for
+            # the next batch's layer-0 partial (the same product the next
+            # forward phase would compute, so the numbers are unchanged)
+            forward_block(p, ws, params, <const floating *> w.next_a, w.next_B, 0, item)
 
 
 cdef void run_items(const Plan *p, const Work *w, fsg_team *team, int tid, floating *ws,
@@ -474,17 +497,33 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
     both divided by m)."""
     cdef Py_ssize_t n_slices = n_slices_for(w.B, p.slice_rows)
     cdef Py_ssize_t s, t, K = p.units[p.n_layers]
+    w.make_next = False
     cdef double data_loss = 0.0, sumsq = 0.0
     w.slice_len = (w.B + n_slices - 1) // n_slices
     w.inv_m = 1.0 / m
 
+    cdef Py_ssize_t F = p.units[0]
+    cdef floating *xb_next
     if w.B <= p.split_rows:
         n_slices = 1
         p.slice_loss[0] = forward_backward_split(p, w, team, ws, params, velocity)
     else:
+        w.a0 = (ws + p.xb_off) if w.rows != NULL else w.X
         run_phase(p, w, team, PHASE_SLICES, n_slices, ws, params, velocity)
+    w.make_next = (w.B <= p.split_rows and 0 < w.next_B <= p.split_rows
+                   and F * p.units[1] >= p.split_min_weights)
+    if w.make_next:
+        if w.next_rows != NULL:
+            xb_next = ws + (p.xb_off if w.xb_cur else p.xb2_off)
+            gather_rows(xb_next, <const floating *> w.next_X, w.next_rows, w.next_B, F)
+            w.next_a = xb_next
+        else:
+            w.next_a = w.next_X
     # every delta is known now, so weights may change
     run_phase(p, w, team, PHASE_TASKS, p.n_tasks, ws, params, velocity)
+    w.ready0 = w.make_next
+    if w.make_next and w.next_rows != NULL:
+        w.xb_cur = 1 - w.xb_cur
 
     # reductions in a fixed order: the result does not depend on threads
     for s in range(n_slices):
@@ -510,18 +549,24 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
     w.solo = False
     w.work_ns = 0.0
     w.wait_ns = 0.0
+    w.ready0 = False
+    w.xb_cur = 0
     for k in range(n_batches):
         start = k * batch_size
         w.B = min(batch_size, n - start)
         if order != NULL:
             w.rows = order + start
             w.X, w.Y, w.sw = X, Y, sw
-            w.a0 = ws + p.xb_off
         else:
             w.rows = NULL
             w.X, w.Y = X + start * F, Y + start * K
             w.sw = (sw + start) if sw != NULL else NULL
-            w.a0 = w.X
+        # the next batch of this epoch, if any
+        w.next_B = min(batch_size, n - start - batch_size) if k + 1 < n_batches else 0
+        if order != NULL:
+            w.next_rows, w.next_X = order + start + batch_size, X
+        else:
+            w.next_rows, w.next_X = NULL, X + (start + batch_size) * F
         # m: the batch's row count, or its total sample weight
         m = w.B
         if sw != NULL:
@@ -695,6 +740,8 @@ cdef class Engine:
         delta_off = np.zeros(L, dtype=np.intp)
         xb_off = off
         off += _align(rows * units[0])
+        xb2_off = off
+        off += _align(min(rows, _TUNING["split_rows"]) * units[0])
         yb_off = off
         off += _align(rows * K)
         sw_off = off
@@ -760,6 +807,7 @@ cdef class Engine:
         v = self._layer_n_tasks
         self._plan.layer_n_tasks = &v[0]
         self._plan.xb_off = xb_off
+        self._plan.xb2_off = xb2_off
         self._plan.yb_off = yb_off
         self._plan.sw_off = sw_off
         v = self._act_off
