@@ -70,9 +70,10 @@ def test_backprop_matches_finite_differences(activation, output, n_rows, engine_
     # is 1/n_outputs of the objective its gradient descends (checked below)
     n_out = 1 if output == "identity" else 3
     X, Y = _problem(output, n_rows, rng, n_out)
-    # 17 units: a whole 64-byte vector of doubles plus a remainder, so the
-    # vector kernels and their tails are both exercised
-    layout = ParamLayout([5, 17, 3, n_out])
+    # 41 units: four 64-byte vectors of doubles (the fused small-batch
+    # update's block) plus one vector plus a remainder, so every vector
+    # kernel and its tails are exercised
+    layout = ParamLayout([5, 41, 3, n_out])
     params = layout.glorot_init(rng, activation, np.float64)
     alpha = 0.3
     for sw in (np.empty(0), rng.uniform(0.5, 2.0, size=n_rows)):
