@@ -347,8 +347,12 @@ class BaseSGDMLP(BaseEstimator, ABC):
                     sample_idx = sample_idx[perm]
                 if train_idx is not None:
                     order = train_idx[sample_idx] if self.shuffle else train_idx
+                elif self.shuffle and batch_size < n_samples:
+                    order = sample_idx.astype(np.int64)
                 else:
-                    order = sample_idx.astype(np.int64) if self.shuffle else contiguous
+                    # one batch of every row: its order only reorders the
+                    # sums (rounding), so X is used in place, not copied
+                    order = contiguous
                 loss_sum = self._run_epoch(engine, params, velocity, X, Y, sw, order,
                                            batch_size, n_threads, batch_losses)
                 self.n_iter_ += 1

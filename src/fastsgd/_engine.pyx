@@ -71,7 +71,9 @@ cpdef enum Status:
 cdef dict _TUNING = dict(
     slice_rows=128,          # phase 1: rows per slice (at most; see n_slices_for)
     task_weights=8192,       # phase 2: weights per task (about), BLAS batches
-    task_weights_small=4096, # ... batches on the fused small-batch path
+    task_weights_small=4096, # ... batches on the weight-split small-batch path
+    task_weights_huge=32768, # ... batches of more than huge_rows rows: every
+    huge_rows=2048,          #     block re-reads the batch's deltas
     small_rows=1,            # products with up to this many rows skip BLAS
     fused_rows=1,            # batches up to this many rows fuse the gradient
                              #     into the update (layers >= one vector wide)
@@ -697,7 +699,9 @@ cdef class Engine:
         layer, row0, row1 = [], [], []
         for i in range(len(units) - 1):
             fan_in, fan_out = int(units[i]), int(units[i + 1])
-            block = max(1, task_weights // fan_out)
+            # equal blocks of about task_weights weights (no small last one)
+            n_blocks = max(1, -(-fan_in * fan_out // task_weights))
+            block = -(-fan_in // n_blocks)
             for f0 in range(0, fan_in, block):
                 layer.append(i)
                 row0.append(f0)
@@ -729,8 +733,12 @@ cdef class Engine:
         `n_threads` threads, once; later calls reuse it."""
         cdef Py_ssize_t L = len(self.units) - 1, off = 0, i, gbuf, n_slices
         cdef Py_ssize_t[::1] units = self.units
-        task_weights = (_TUNING["task_weights_small"] if rows <= _TUNING["split_rows"]
-                        else _TUNING["task_weights"])
+        if rows <= _TUNING["split_rows"]:
+            task_weights = _TUNING["task_weights_small"]
+        elif rows <= _TUNING["huge_rows"]:
+            task_weights = _TUNING["task_weights"]
+        else:
+            task_weights = _TUNING["task_weights_huge"]
         if task_weights != self._task_weights:
             self._build_tasks(task_weights)
         if (self._ws is not None and rows <= self._ws_rows
