@@ -69,11 +69,11 @@ cpdef enum Status:
 # (except small_rows/fused_rows, which pick between two exact formulas whose
 # float rounding differs; that choice depends on the batch size only).
 cdef dict _TUNING = dict(
-    slice_rows=128,          # phase 1: rows per slice (at most; see n_slices_for)
+    slice_rows=256,          # phase 1: rows per slice (at most; see n_slices_for)
     task_weights=8192,       # phase 2: weights per task (about), BLAS batches
     task_weights_small=4096, # ... batches on the weight-split small-batch path
     task_weights_huge=32768, # ... batches of more than huge_rows rows: every
-    huge_rows=2048,          #     block re-reads the batch's deltas
+    huge_rows=128,           #     block re-reads the batch's deltas
     small_rows=1,            # products with up to this many rows skip BLAS
     fused_rows=1,            # batches up to this many rows fuse the gradient
                              #     into the update (layers >= one vector wide)
@@ -82,6 +82,7 @@ cdef dict _TUNING = dict(
     parallel_min_work=1 << 15,  # rows * parameters below which 1 thread runs
     predict_rows=128,        # rows per prediction slice
     signal_every=256,        # batches between Ctrl-C checks
+    solo_wait_percent=25,    # master waiting > this % of its work: go solo
 )
 
 
@@ -153,6 +154,7 @@ cdef struct Plan:
     Py_ssize_t split_min_weights
     Py_ssize_t parallel_min_work
     Py_ssize_t signal_every
+    Py_ssize_t solo_wait_percent
 
 
 cdef inline Py_ssize_t n_slices_for(Py_ssize_t B, Py_ssize_t slice_rows) noexcept nogil:
@@ -582,7 +584,7 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
                 return STATUS_ZERO_WEIGHT_BATCH
         loss = train_batch(p, w, team, ws, params, velocity, m)
         if p.n_threads > 1:
-            adapt_team(w, k, &solo_until, &solo_batches)
+            adapt_team(p, w, k, &solo_until, &solo_batches)
         batch_losses[k] = loss
         total[0] += loss * w.B
         done[0] = k + 1
@@ -601,7 +603,7 @@ cdef inline double now_ns() noexcept nogil:
     return ts.tv_sec * 1e9 + ts.tv_nsec
 
 
-cdef void adapt_team(Work *w, Py_ssize_t k, Py_ssize_t *solo_until,
+cdef void adapt_team(const Plan *p, Work *w, Py_ssize_t k, Py_ssize_t *solo_until,
                      Py_ssize_t *solo_batches) noexcept nogil:
     """Master, after batch k: degrade gracefully when a teammate is slow.
 
@@ -620,7 +622,7 @@ cdef void adapt_team(Work *w, Py_ssize_t k, Py_ssize_t *solo_until,
         return
     if (k + 1) % 32 != 0:
         return
-    if w.wait_ns > 0.25 * w.work_ns:
+    if w.wait_ns * 100 > p.solo_wait_percent * w.work_ns:
         w.solo = True
         solo_until[0] = k + 1 + solo_batches[0]
         solo_batches[0] = min(2 * solo_batches[0], 4096)
@@ -895,6 +897,7 @@ cdef class Engine:
         self._plan.split_min_weights = _TUNING["split_min_weights"]
         self._plan.parallel_min_work = _TUNING["parallel_min_work"]
         self._plan.signal_every = _TUNING["signal_every"]
+        self._plan.solo_wait_percent = _TUNING["solo_wait_percent"]
         cdef floating[::1] ws_view = self._ws
         cdef floating *ws = &ws_view[0]
         cdef floating *w_ptr = &params[0]
