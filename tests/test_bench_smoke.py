@@ -57,7 +57,10 @@ def test_bench_quick(tmp_path):
             assert len(fw["seconds_all"]) == 1 and fw["rows_per_s"] > 0, fw
             assert fw["loss_finite"], fw
         assert row["ratio_vs_sklearn"] > 0
-        assert (row["ratio_vs_torch"] > 0) == ("torch" in frameworks)
+        if "torch" in frameworks:
+            assert row["ratio_vs_torch"] > 0
+        else:
+            assert row["ratio_vs_torch"] is None
         assert 0 < row["fraction_of_limit"]["fastsgd"]
         assert row["limit_rows_per_s"] > 0
     assert [m["dtype"] for m in result["matmul"]] == ["float32"]
