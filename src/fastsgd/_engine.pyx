@@ -276,6 +276,15 @@ cdef void backward_block(const Plan *p, floating *ws, const floating *params,
         activation_backward(d_below + b * F + f0, a + b * F + f0, f1 - f0, p.activation)
 
 
+cdef inline void sum_partials(const Plan *p, floating *ws, floating *z, Py_ssize_t B,
+                              Py_ssize_t H, Py_ssize_t n_blocks) noexcept nogil:
+    """z (B, H) = the sum of the blocks' partial products, in block order."""
+    cdef Py_ssize_t k
+    copy_into(z, ws + p.partial_off, B * H)
+    for k in range(1, n_blocks):
+        accumulate(z, ws + p.partial_off + k * B * H, B * H)
+
+
 cdef double forward_backward_split(const Plan *p, Work *w, fsg_team *team, floating *ws,
                                    floating *params, floating *velocity) noexcept nogil:
     """Phase 1 for small batches, split by weights instead of rows: each big
@@ -312,16 +321,12 @@ cdef double forward_backward_split(const Plan *p, Work *w, fsg_team *team, float
         z = ws + (p.act_off[i + 1] if i < L - 1 else p.delta_off[L - 1])
         if i == 0 and w.ready0:
             # phase 2 of the previous batch already formed the partials
-            copy_into(z, ws + p.partial_off, B * H)
-            for k in range(1, p.layer_n_tasks[0]):
-                accumulate(z, ws + p.partial_off + k * B * H, B * H)
+            sum_partials(p, ws, z, B, H, p.layer_n_tasks[0])
         elif F * H >= p.split_min_weights:
             w.layer = i
             w.a_in = a
             run_phase(p, w, team, PHASE_FORWARD, p.layer_n_tasks[i], ws, params, velocity)
-            copy_into(z, ws + p.partial_off, B * H)
-            for k in range(1, p.layer_n_tasks[i]):    # in block order
-                accumulate(z, ws + p.partial_off + k * B * H, B * H)
+            sum_partials(p, ws, z, B, H, p.layer_n_tasks[i])
         else:
             matmul(p, z, a, F, params + p.coef_off[i], B, F, H)
         if i < L - 1:
