@@ -88,3 +88,12 @@ def test_engine_rejects_inconsistent_arguments():
     bad_order = (np.empty(0), np.array([0, 7], dtype=np.int64)) + args[2:]
     with pytest.raises(ValueError, match="row order out of range"):
         engine.train_epoch(w, w.copy(), X, Y, *bad_order)
+
+
+def test_set_tuning_rejects_unknown_knobs_and_bad_values(tuning):
+    with pytest.raises(KeyError, match="unknown tuning knob"):
+        tuning(no_such_knob=1)
+    with pytest.raises(ValueError, match="must be >= 1"):
+        tuning(slice_rows=0)
+    tuning(slice_rows=32)
+    assert _engine.get_tuning()["slice_rows"] == 32

@@ -18,7 +18,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from fastsgd import _engine
 from fastsgd._optimizer import SGDOptimizer
@@ -154,9 +154,6 @@ class BaseSGDMLP(BaseEstimator, ABC):
         """Validation score for early stopping (larger is better)."""
 
     # ------------------------------------------------------ parameter slab
-    def _layout(self):
-        return ParamLayout([c.shape[0] for c in self.coefs_] + [self.coefs_[-1].shape[1]])
-
     def _bind_views(self):
         """Point coefs_ / intercepts_ at the slab."""
         self.coefs_, self.intercepts_ = self._layout_from_units().views(self._params)
@@ -533,5 +530,3 @@ class BaseSGDMLP(BaseEstimator, ABC):
         tags.input_tags.sparse = False
         return tags
 
-    def _check_fitted(self):
-        check_is_fitted(self, "coefs_")

@@ -10,7 +10,7 @@
 # (b) One flat parameter slab, laid out [W0, ..., W(L-1), b0, ..., b(L-1)]
 #     (scikit-learn's coefs_ + intercepts_ order); velocities share the
 #     layout.  Offsets come from the estimator (fastsgd._params).
-# (c) One batch = two phases inside one OpenMP region:
+# (c) One batch = two phases:
 #       phase 1, per slice of the batch's rows: gather the rows, forward
 #         through every layer, output loss and delta, deltas back through the
 #         hidden layers.  Rows are independent, so slices need no reduction.
@@ -18,15 +18,18 @@
 #         intercepts of one layer): its gradient A[i][:, rows]^T @ delta[i]
 #         and the momentum update of exactly those weights.
 #     The slices and tasks depend on the batch size and the network only,
-#     never on the thread count, and the two reductions (loss, ||W||^2) are
-#     summed in slice/task order, so results are bitwise identical for any
-#     n_threads.  Work is handed out dynamically: a thread that loses its
-#     core to a neighbour holds the other up by one slice or task, not by a
-#     fixed half of the batch.
-# (d) Small batches avoid BLAS (its call overhead dominates) and never
-#     materialise the weight gradient: phase 2 forms it on the fly inside the
-#     update (csrc fsg_outer_update).  Tiny batches run on one thread.
-# (e) Errors cross the nogil boundary as status codes / non-finite losses;
+#     never on the thread count, and every reduction (loss, ||W||^2, partial
+#     products) is summed in a fixed order, so results are bitwise identical
+#     for any n_threads.
+# (d) Threads: one OpenMP region per epoch.  The master runs the batch loop
+#     and publishes each phase; every thread claims items (csrc/fsg_team.h),
+#     so a thread that loses its core holds the others up by one item, and
+#     a persistently slow teammate is left out for a while (adapt_team).
+# (e) Small batches (<= split_rows) split phase 1 by weight blocks as well,
+#     and phase 2 starts the next batch's layer-0 forward on each block it
+#     has just updated.  At B = 1 the rank-1 gradient is fused into the
+#     update (csrc fsg_outer_update); elsewhere BLAS, which measured faster.
+# (f) Errors cross the nogil boundary as status codes / non-finite losses;
 #     the estimator raises and restores its weights.  Ctrl-C is honoured
 #     between batches.
 
@@ -47,7 +50,7 @@ from fastsgd._kernels cimport (
     small_matmul, small_matmul_bt,
 )
 from fastsgd._openmp cimport (
-    FSG_OPENMP_ENABLED, fsg_omp_barrier, omp_get_max_threads, omp_get_num_procs,
+    FSG_OPENMP_ENABLED, omp_get_max_threads, omp_get_num_procs,
     omp_get_thread_num,
 )
 
@@ -65,9 +68,10 @@ cpdef enum Status:
     STATUS_ZERO_WEIGHT_BATCH = 2     # a batch's sample weights sum to 0
     STATUS_INTERRUPTED = 3           # Ctrl-C; the KeyboardInterrupt is re-raised
 
-# Tuning knobs.  They change speed, never results for a given batch size
-# (except small_rows/fused_rows, which pick between two exact formulas whose
-# float rounding differs; that choice depends on the batch size only).
+# Tuning knobs.  They change speed, never the thread-independence of the
+# results; some (small_rows, fused_rows, split_*, task_weights*, slice_rows)
+# pick between exact formulas whose float rounding differs, by batch size
+# only.  Benchmarks and tests change them through set_tuning().
 cdef dict _TUNING = dict(
     slice_rows=256,          # phase 1: rows per slice (at most; see n_slices_for)
     task_weights=8192,       # phase 2: weights per task (about), BLAS batches

@@ -5,13 +5,7 @@ cdef extern from *:
     #ifdef _OPENMP
     #include <omp.h>
     #define FSG_OPENMP_ENABLED 1
-    /* Cython emits its prange loops inside parallel() blocks with `nowait`;
-       this is the barrier that separates two phases of one region */
-    static inline void fsg_omp_barrier(void) {
-        #pragma omp barrier
-    }
     #else
-    static inline void fsg_omp_barrier(void) {}
     #define FSG_OPENMP_ENABLED 0
     static inline int omp_get_thread_num(void) { return 0; }
     static inline int omp_get_max_threads(void) { return 1; }
@@ -22,4 +16,3 @@ cdef extern from *:
     int omp_get_thread_num() noexcept nogil
     int omp_get_max_threads() noexcept nogil
     int omp_get_num_procs() noexcept nogil
-    void fsg_omp_barrier() noexcept nogil
