@@ -24,6 +24,7 @@ from fastsgd import _engine
 from fastsgd._optimizer import SGDOptimizer
 from fastsgd._params import ACTIVATION_CODES, OUTPUT_CODES, ParamLayout
 from fastsgd._threads import effective_n_threads, single_threaded_blas
+from fastsgd._validation import assert_all_finite
 
 
 def _finite_in_dtype(arr, name, dtype):
@@ -467,8 +468,11 @@ class BaseSGDMLP(BaseEstimator, ABC):
     # ----------------------------------------------------------- prediction
     def _forward_pass_fast(self, X, check_input=True):
         """The network's output for X (after the output activation)."""
+        n_threads = effective_n_threads(self.n_threads)
         if check_input:
-            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False,
+                              ensure_all_finite=False)
+            assert_all_finite(X, n_threads, type(self).__name__)
         slab = self._current_slab()
         # computed in the wider of the model's and the data's dtype, as
         # numpy's promotion does in scikit-learn
@@ -483,7 +487,7 @@ class BaseSGDMLP(BaseEstimator, ABC):
             _engine.predict(layout.units, layout.coef_offsets, layout.intercept_offsets,
                             ACTIVATION_CODES[self.activation],
                             OUTPUT_CODES[self.out_activation_],
-                            slab, X, out, effective_n_threads(self.n_threads))
+                            slab, X, out, n_threads)
         return out
 
     def _score_with_function(self, X, y, sample_weight, score_function):
