@@ -49,7 +49,7 @@ def test_results_bitwise_identical_for_any_thread_count(batch_size, dtype):
 def test_threads_forced_on_tiny_work_still_bitwise_identical(tuning, batch_size, shuffle):
     # threads split even the smallest batches: the partition into slices and
     # tasks must still not depend on the thread count
-    tuning(parallel_min_work=1, slice_rows=16, task_weights=512, task_weights_small=256,
+    tuning(parallel_min_work=1, slice_rows=16, task_weights=512, task_bytes_small=1024,
            split_min_weights=64)
     one = _fit(1, batch_size, shuffle=shuffle)
     two = _fit(2, batch_size, shuffle=shuffle)

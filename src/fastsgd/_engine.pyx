@@ -75,7 +75,9 @@ cpdef enum Status:
 cdef dict _TUNING = dict(
     slice_rows=256,          # phase 1: rows per slice (at most; see n_slices_for)
     task_weights=8192,       # phase 2: weights per task (about), BLAS batches
-    task_weights_small=4096, # ... batches on the weight-split small-batch path
+    task_bytes_small=32768,  # ... on the weight-split small-batch path, in
+                             #     bytes: a block of weights and velocities
+                             #     stays in L1 (float32 8192, float64 4096)
     task_weights_huge=32768, # ... batches of more than huge_rows rows: every
     huge_rows=128,           #     block re-reads the batch's deltas
     small_rows=1,            # products with up to this many rows skip BLAS
@@ -745,7 +747,7 @@ cdef class Engine:
         cdef Py_ssize_t L = len(self.units) - 1, off = 0, i, gbuf, n_slices
         cdef Py_ssize_t[::1] units = self.units
         if rows <= _TUNING["split_rows"]:
-            task_weights = _TUNING["task_weights_small"]
+            task_weights = max(1, _TUNING["task_bytes_small"] // np.dtype(dtype).itemsize)
         elif rows <= _TUNING["huge_rows"]:
             task_weights = _TUNING["task_weights"]
         else:
