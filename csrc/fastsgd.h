@@ -67,6 +67,14 @@ enum fsg_output {
                                 const T *d, fsg_idx B, fsg_idx f0, fsg_idx f1, \
                                 fsg_idx H, T alpha, T inv_m, T lr, T mu,       \
                                 int nesterov, T *scratch);                     \
+    /* the same step for a batch of one row (a, d vectors), fused with the   \
+     * next batch's first-layer partial product on the updated rows:          \
+     * out_next (H) <- a_next[f0:f1] @ W[f0:f1, :] */                          \
+    double fsg_outer_update_next_##S(T *w, T *v, const T *a, const T *d,       \
+                                     fsg_idx f0, fsg_idx f1, fsg_idx H,        \
+                                     T alpha, T inv_m, T lr, T mu,             \
+                                     int nesterov, const T *a_next,            \
+                                     T *out_next);                             \
     /* out (H) <- sum over the B rows of d (B, H), in row order */             \
     void fsg_column_sum_##S(T *out, const T *d, fsg_idx B, fsg_idx H);         \
     /* out (B, H) <- a (B, F) @ w (F, H), for small B where BLAS call overhead \

@@ -421,6 +421,88 @@ FSG_HOT double FN(fsg_outer_update)(T *FSG_RESTRICT w, T *FSG_RESTRICT v,
     return sumsq + (double)FN(vsum)(vsumsq);
 }
 
+/* Batch of one row, then the next batch's first-layer forward on the same
+ * weights: columns col..col+NV*VL of rows [f0, f1).  d stays in registers,
+ * and so does the next row's partial product, so every weight is loaded
+ * once for both jobs. */
+static FSG_ALWAYS_INLINE void FN(outer1_next_chunk)(T *FSG_RESTRICT w, T *FSG_RESTRICT v,
+                                                    const T *FSG_RESTRICT a,
+                                                    const T *FSG_RESTRICT d, fsg_idx f0,
+                                                    fsg_idx f1, fsg_idx H, fsg_idx col,
+                                                    T alpha, T inv_m, T lr, T mu,
+                                                    const T *FSG_RESTRICT a_next,
+                                                    T *FSG_RESTRICT out_next, V *sumsq,
+                                                    const int nesterov, const int NV) {
+    V dv[8], acc[8];
+    const V valpha = FN(vset1)(alpha), vinv_m = FN(vset1)(inv_m);
+    const V vlr = FN(vset1)(lr), vmu = FN(vset1)(mu);
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; j++) {
+        dv[j] = FN(vload)(d + col + j * VL);
+        acc[j] = FSG_VZERO;
+    }
+    for (fsg_idx f = f0; f < f1; f++) {
+        /* the same gradient as outer_block: 0 when a[f] is 0, else a[f] * d */
+        const V av = FN(vset1)(a[f]);
+        const int skip = a[f] == (T)0;
+        const V anv = FN(vset1)(a_next[f]);
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; j++) {
+            T *wp = w + f * H + col + j * VL;
+            T *vp = v + f * H + col + j * VL;
+            const V wi = FN(vload)(wp);
+            *sumsq += wi * wi;
+            const V g = skip ? FSG_VZERO : av * dv[j];
+            const V gi = (g + valpha * wi) * vinv_m;
+            const V vi = vmu * FN(vload)(vp) - vlr * gi;
+            const V wn = nesterov ? wi + (vmu * vi - vlr * gi) : wi + vi;
+            FN(vstore)(vp, vi);
+            FN(vstore)(wp, wn);
+            acc[j] += anv * wn;
+        }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; j++) FN(vstore)(out_next + col + j * VL, acc[j]);
+}
+
+FSG_HOT double FN(fsg_outer_update_next)(T *FSG_RESTRICT w, T *FSG_RESTRICT v,
+                                         const T *FSG_RESTRICT a, const T *FSG_RESTRICT d,
+                                         fsg_idx f0, fsg_idx f1, fsg_idx H, T alpha,
+                                         T inv_m, T lr, T mu, int nesterov,
+                                         const T *FSG_RESTRICT a_next,
+                                         T *FSG_RESTRICT out_next) {
+    V vsumsq = FSG_VZERO;
+    fsg_idx col = 0;
+#define FSG_CHUNK(NV)                                                                 \
+    (nesterov ? FN(outer1_next_chunk)(w, v, a, d, f0, f1, H, col, alpha, inv_m, lr,  \
+                                      mu, a_next, out_next, &vsumsq, 1, NV)          \
+              : FN(outer1_next_chunk)(w, v, a, d, f0, f1, H, col, alpha, inv_m, lr,  \
+                                      mu, a_next, out_next, &vsumsq, 0, NV))
+    for (; col + 8 * VL <= H; col += 8 * VL) FSG_CHUNK(8);
+    for (; col + 4 * VL <= H; col += 4 * VL) FSG_CHUNK(4);
+    for (; col + VL <= H; col += VL) FSG_CHUNK(1);
+#undef FSG_CHUNK
+    double sumsq = (double)FN(vsum)(vsumsq);
+    /* the last H % VL columns, one value at a time */
+    for (fsg_idx c = col; c < H; c++) {
+        T acc = 0;
+        for (fsg_idx f = f0; f < f1; f++) {
+            T *wp = w + f * H + c, *vp = v + f * H + c;
+            const T wi = *wp;
+            sumsq += (double)wi * wi;
+            const T g = a[f] == (T)0 ? (T)0 : a[f] * d[c];
+            const T gi = (g + alpha * wi) * inv_m;
+            const T vi = mu * *vp - lr * gi;
+            const T wn = nesterov ? wi + (mu * vi - lr * gi) : wi + vi;
+            *vp = vi;
+            *wp = wn;
+            acc += a_next[f] * wn;
+        }
+        out_next[c] = acc;
+    }
+    return sumsq;
+}
+
 FSG_HOT void FN(fsg_column_sum)(T *FSG_RESTRICT out, const T *FSG_RESTRICT d,
                                 fsg_idx B, fsg_idx H) {
     for (fsg_idx h = 0; h < H; h++) out[h] = d[h];

@@ -234,3 +234,28 @@ def test_float32_model_is_float32_and_close_to_float64():
     assert f32._optimizer.velocity.dtype == np.float32
     assert f32.predict_proba(X.astype(np.float32)).dtype == np.float32
     np.testing.assert_allclose(f32.loss_curve_, f64.loss_curve_, rtol=1e-4)
+
+
+def _wide_digits(n=160):
+    """Digits with 256 features (each pixel four times, jittered): a first
+    layer of 256 x 90 weights is big enough for the engine's small-batch
+    paths (weight-split phases, the update fused with the next row's
+    forward), and 90 columns leave a remainder after whole vectors."""
+    X, y = _digits(n)
+    rng = np.random.RandomState(0)
+    X = np.hstack([X] * 4) + 0.01 * rng.normal(size=(X.shape[0], 4 * X.shape[1]))
+    return X, y
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("nesterov", [True, False])
+@pytest.mark.parametrize("batch_size", [1, 8, 40])
+def test_small_batch_paths_on_a_wide_layer_match_sklearn(batch_size, nesterov, dtype):
+    X, y = _wide_digits()
+    X = X.astype(dtype)
+    params = dict(hidden_layer_sizes=(90,), batch_size=batch_size, max_iter=2,
+                  learning_rate_init=0.002, nesterovs_momentum=nesterov, random_state=0)
+    fast, ref = pair("classifier", **params)
+    quiet(fast.fit, X, y)
+    quiet(ref.fit, X, y)
+    assert_same_model(fast, ref, dtype, X)

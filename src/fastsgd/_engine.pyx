@@ -46,7 +46,7 @@ from fastsgd._blas cimport gemm
 from fastsgd._kernels cimport (
     FSG_OUT_SQUARED, activation_backward, all_finite, bias_activation,
     accumulate, column_sum, copy_into, fsg_kernel_isa, fsg_kernel_multiversioned, gather_rows,
-    outer_update, output_forward, output_loss_delta, sgd_update,
+    outer_update, outer_update_next, output_forward, output_loss_delta, sgd_update,
     small_matmul, small_matmul_bt,
 )
 from fastsgd._openmp cimport (
@@ -426,6 +426,7 @@ cdef struct Work:
     Py_ssize_t next_B
     const void *next_a        # next batch's layer-0 input, once gathered
     bint make_next            # phase 2 computes the next layer-0 partials
+    bint fuse_next            # ... inside the update (batches of one row)
     bint ready0               # this batch's layer-0 partials are computed
     int xb_cur                # which of the two gather buffers is current
     Py_ssize_t B
@@ -456,6 +457,14 @@ cdef void run_item(const Plan *p, const Work *w, Py_ssize_t item, int tid, float
         forward_block(p, ws, params, <const floating *> w.a_in, w.B, w.layer, item)
     elif w.phase == PHASE_BACKWARD:
         backward_block(p, ws, params, w.B, w.layer, item)
+    elif w.fuse_next and item < p.layer_n_tasks[0]:
+        # batches of one row: the update and the next row's layer-0 partial
+        # in one pass over the block (each weight loaded once)
+        p.task_sumsq[item] = outer_update_next(
+            params + p.coef_off[0], velocity + p.coef_off[0], <const floating *> w.a0,
+            ws + p.delta_off[0], p.task_row0[item], p.task_row1[item], p.units[1],
+            <floating> w.alpha, <floating> w.inv_m, <floating> w.lr, <floating> w.mu,
+            w.nesterov, <const floating *> w.next_a, ws + p.partial_off + item * p.units[1])
     else:
         p.task_sumsq[item] = update_task(
             p, ws, params, velocity, <const floating *> w.a0, w.B, item,
@@ -516,6 +525,7 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
     cdef Py_ssize_t n_slices = n_slices_for(w.B, p.slice_rows)
     cdef Py_ssize_t s, t, K = p.units[p.n_layers]
     w.make_next = False
+    w.fuse_next = False
     cdef double data_loss = 0.0, sumsq = 0.0
     w.slice_len = (w.B + n_slices - 1) // n_slices
     w.inv_m = 1.0 / m
@@ -530,6 +540,9 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
         run_phase(p, w, team, PHASE_SLICES, n_slices, ws, params, velocity)
     w.make_next = (w.B <= p.split_rows and 0 < w.next_B <= p.split_rows
                    and F * p.units[1] >= p.split_min_weights)
+    # the condition of update_task's fused path, for one-row batches
+    w.fuse_next = (w.make_next and w.B == 1 and w.next_B == 1 and p.fused_rows >= 1
+                   and p.units[1] >= 4 * FSG_VECTOR_BYTES // sizeof(floating))
     if w.make_next:
         if w.next_rows != NULL:
             xb_next = ws + (p.xb_off if w.xb_cur else p.xb2_off)

@@ -38,6 +38,14 @@ cdef extern from "fastsgd.h" nogil:
                                 fsg_idx B, fsg_idx f0, fsg_idx f1, fsg_idx H, double alpha,
                                 double inv_m, double lr, double mu, int nesterov,
                                 double *scratch) noexcept
+    double fsg_outer_update_next_f32(float *w, float *v, const float *a, const float *d,
+                                     fsg_idx f0, fsg_idx f1, fsg_idx H, float alpha,
+                                     float inv_m, float lr, float mu, int nesterov,
+                                     const float *a_next, float *out_next) noexcept
+    double fsg_outer_update_next_f64(double *w, double *v, const double *a, const double *d,
+                                     fsg_idx f0, fsg_idx f1, fsg_idx H, double alpha,
+                                     double inv_m, double lr, double mu, int nesterov,
+                                     const double *a_next, double *out_next) noexcept
     void fsg_column_sum_f32(float *out, const float *d, fsg_idx B, fsg_idx H) noexcept
     void fsg_column_sum_f64(double *out, const double *d, fsg_idx B, fsg_idx H) noexcept
     void fsg_small_matmul_f32(float *out, const float *a, fsg_idx lda, const float *w,
@@ -112,6 +120,19 @@ cdef inline double outer_update(floating *w, floating *v, const floating *a, fsg
     else:
         return fsg_outer_update_f64(w, v, a, lda, d, B, f0, f1, H, alpha, inv_m, lr, mu,
                                     nesterov, scratch)
+
+
+cdef inline double outer_update_next(floating *w, floating *v, const floating *a,
+                                     const floating *d, fsg_idx f0, fsg_idx f1, fsg_idx H,
+                                     floating alpha, floating inv_m, floating lr,
+                                     floating mu, bint nesterov, const floating *a_next,
+                                     floating *out_next) noexcept nogil:
+    if floating is float:
+        return fsg_outer_update_next_f32(w, v, a, d, f0, f1, H, alpha, inv_m, lr, mu,
+                                         nesterov, a_next, out_next)
+    else:
+        return fsg_outer_update_next_f64(w, v, a, d, f0, f1, H, alpha, inv_m, lr, mu,
+                                         nesterov, a_next, out_next)
 
 
 cdef inline void column_sum(floating *out, const floating *d, fsg_idx B, fsg_idx H) noexcept nogil:
