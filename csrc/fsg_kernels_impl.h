@@ -516,6 +516,30 @@ FSG_HOT void FN(fsg_small_matmul_bt)(T *FSG_RESTRICT out, fsg_idx ldo,
                                      const T *FSG_RESTRICT d,
                                      const T *FSG_RESTRICT w, fsg_idx B,
                                      fsg_idx F, fsg_idx H) {
+    if (H < VL) {
+        /* rows narrower than a vector (a 10-class output layer): a vector
+         * reduction per output costs more than the products; eight outputs
+         * at a time in scalar registers keep eight independent chains busy */
+        for (fsg_idx b = 0; b < B; b++) {
+            const T *FSG_RESTRICT db = d + b * H;
+            fsg_idx f = 0;
+            for (; f + 8 <= F; f += 8) {
+                T s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                for (fsg_idx h = 0; h < H; h++) {
+                    const T dh = db[h];
+#pragma GCC unroll 8
+                    for (int k = 0; k < 8; k++) s[k] += dh * w[(f + k) * H + h];
+                }
+                for (int k = 0; k < 8; k++) out[b * ldo + f + k] = s[k];
+            }
+            for (; f < F; f++) {
+                T s = 0;
+                for (fsg_idx h = 0; h < H; h++) s += db[h] * w[f * H + h];
+                out[b * ldo + f] = s;
+            }
+        }
+        return;
+    }
     for (fsg_idx b = 0; b < B; b++) {
         const T *FSG_RESTRICT db = d + b * H;
         for (fsg_idx f = 0; f < F; f++) {
