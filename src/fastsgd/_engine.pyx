@@ -376,10 +376,13 @@ cdef double update_task(
         sgd_update(params + p.icpt_off[i], velocity + p.icpt_off[i], gbuf, H,
                    <floating> 0.0, inv_m, lr, mu, nesterov)
         return 0.0
-    # fused only for rows at least four vectors wide: narrower rows spend
-    # their time in remainders, and the flat path (gradient block, then one
-    # contiguous update) is faster there (measured: 784-10 float64 at B=1)
-    if B <= p.fused_rows and H >= 4 * FSG_VECTOR_BYTES // sizeof(floating):
+    # fused for rows at least four vectors wide, or under one (outer_update
+    # then forms the block's gradient in scratch and updates it as one flat
+    # vector); in between, vector code spends its time in remainders and
+    # BLAS + the flat update measured faster (784-10 float64 at B=1: 4.8 vs
+    # 4.0 us per row; float32, under one vector: 3.1 vs 4.0)
+    cdef Py_ssize_t vec = FSG_VECTOR_BYTES // sizeof(floating)
+    if B <= p.fused_rows and (H >= 4 * vec or H < vec):
         return outer_update(w, v, a, F, d, B, f0, f1, H, alpha, inv_m, lr, mu, nesterov, gbuf)
     # gradient block (f1 - f0, H) = A[:, f0:f1]^T @ delta, then the update
     gemm(True, False, <int> (f1 - f0), <int> H, <int> B, <floating> 1.0, a + f0, <int> F,
