@@ -97,3 +97,41 @@ def test_set_tuning_rejects_unknown_knobs_and_bad_values(tuning):
         tuning(slice_rows=0)
     tuning(slice_rows=32)
     assert _engine.get_tuning()["slice_rows"] == 32
+    tuning(probe_rows=0)   # 0 switches the team/alone probes off
+    with pytest.raises(ValueError, match="must be >= 0"):
+        tuning(probe_rows=-1)
+
+
+def _small_batch_epochs(engine, n_threads, epochs=2, batch_size=4, n=1200):
+    rng = np.random.RandomState(0)
+    layout = fastsgd._params.ParamLayout([64, 256, 10])
+    X = rng.normal(size=(n, 64))
+    Y = np.eye(10)[rng.randint(10, size=n)]
+    w = layout.glorot_init(rng, "relu", np.float64)
+    v = np.zeros_like(w)
+    order = rng.permutation(n).astype(np.int64)
+    for _ in range(epochs):
+        engine.train_epoch(w, v, X, Y, np.empty(0), order, batch_size, 0.001, 0.9, True,
+                           1e-4, n_threads, np.empty(n // batch_size))
+    return w, v
+
+
+def test_small_batches_probe_team_and_alone_without_changing_results(tuning):
+    # the master times the team against itself alone and runs the faster;
+    # every batch is counted on one side, and the numbers are those of 1 thread
+    tuning(parallel_min_work=1)
+    layout = fastsgd._params.ParamLayout([64, 256, 10])
+    make = lambda: _engine.Engine(layout.units, layout.coef_offsets,  # noqa: E731
+                                  layout.intercept_offsets, 3, 3)
+    probed = make()
+    w2, v2 = _small_batch_epochs(probed, 2)
+    stats = probed.adapt_stats()
+    assert stats["team_batches"] + stats["solo_batches"] == 2 * 1200 // 4
+    assert stats["solo_batches"] >= 16 and stats["team_batches"] >= 16
+    w1, v1 = _small_batch_epochs(make(), 1)
+    np.testing.assert_array_equal(w1, w2)
+    np.testing.assert_array_equal(v1, v2)
+    tuning(probe_rows=0)
+    unprobed = make()
+    _small_batch_epochs(unprobed, 2)
+    assert unprobed.adapt_stats()["solo_batches"] == 0

@@ -90,6 +90,8 @@ cdef dict _TUNING = dict(
     predict_rows=128,        # rows per prediction slice
     signal_every=256,        # batches between Ctrl-C checks
     solo_wait_percent=25,    # master waiting > this % of its work: go solo
+    probe_rows=64,           # batches up to this many rows measure team vs
+                             #     alone (adapt_probe); 0: never
 )
 
 
@@ -103,8 +105,9 @@ def set_tuning(**knobs):
     for key, value in knobs.items():
         if key not in _TUNING:
             raise KeyError(f"unknown tuning knob {key!r}")
-        if int(value) < 1:
-            raise ValueError(f"tuning knob {key!r} must be >= 1")
+        if int(value) < (0 if key == "probe_rows" else 1):
+            raise ValueError(f"tuning knob {key!r} must be >= "
+                             f"{0 if key == 'probe_rows' else 1}")
         _TUNING[key] = int(value)
 
 
@@ -162,6 +165,7 @@ cdef struct Plan:
     Py_ssize_t parallel_min_work
     Py_ssize_t signal_every
     Py_ssize_t solo_wait_percent
+    Py_ssize_t probe_rows
 
 
 cdef inline Py_ssize_t n_slices_for(Py_ssize_t B, Py_ssize_t slice_rows) noexcept nogil:
@@ -448,6 +452,34 @@ cdef struct Work:
     double wait_ns
 
 
+# Small batches: is the team faster than the master alone right now?  On a
+# shared machine the answer changes (a busy neighbour, or the two vCPUs
+# landing on one physical core), and for batches of a few microseconds a
+# slow teammate costs more than it brings, without any long wait showing
+# it.  So the master measures: a few batches with the team, a few alone, then
+# a stretch with the faster (see adapt_probe).  The Engine keeps this across
+# epochs for one batch size and thread count.
+cdef enum:
+    ADAPT_RUN = 0             # running the last probe's winner
+    ADAPT_TEAM = 1            # probing: the team
+    ADAPT_SOLO = 2            # probing: the master alone
+    ADAPT_PROBE_BATCHES = 16  # batches per probe
+    ADAPT_FIRST_STRETCH = 1024  # batches to run a new winner for (doubling)
+    ADAPT_MAX_STRETCH = 8192
+
+cdef struct Adapt:
+    Py_ssize_t batch_size     # what the measurements are for
+    int n_threads
+    int state
+    Py_ssize_t left           # batches left in this state
+    double t0                 # when the current probe started
+    double team_ns            # the last team probe's time
+    bint run_solo             # the last probe's winner
+    Py_ssize_t stretch
+    Py_ssize_t team_batches   # counts, for diagnostics and tests
+    Py_ssize_t solo_batches
+
+
 cdef void run_item(const Plan *p, const Work *w, Py_ssize_t item, int tid, floating *ws,
                    floating *params, floating *velocity) noexcept nogil:
     """Run one item of the current phase."""
@@ -598,16 +630,24 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
                    floating *velocity, const floating *X, const floating *Y,
                    const floating *sw, const int64_t *order, Py_ssize_t n,
                    Py_ssize_t batch_size, double *batch_losses, Py_ssize_t *done,
-                   double *total) noexcept nogil:
+                   double *total, Adapt *ad) noexcept nogil:
     """Master: the epoch loop.  Batches are consecutive runs of `order` (or
     of X's rows when order is NULL).  Returns a Status."""
     cdef Py_ssize_t F = p.units[0], K = p.units[p.n_layers]
     cdef Py_ssize_t k, r, start, n_batches = (n + batch_size - 1) // batch_size
     cdef double m, loss
     cdef Py_ssize_t solo_until = 0, solo_batches = 32
+    cdef bint probing = p.n_threads > 1 and batch_size <= p.probe_rows
     w.solo = False
     w.work_ns = 0.0
     w.wait_ns = 0.0
+    if probing:
+        if ad.state != ADAPT_RUN:
+            # a probe cut by the end of the last epoch: start it again
+            ad.state = ADAPT_TEAM
+            ad.left = ADAPT_PROBE_BATCHES
+            ad.t0 = now_ns()
+        w.solo = ad.state == ADAPT_SOLO or (ad.state == ADAPT_RUN and ad.run_solo)
     w.ready0 = False
     w.xb_cur = 0
     for k in range(n_batches):
@@ -635,7 +675,9 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
             if m == 0.0:
                 return STATUS_ZERO_WEIGHT_BATCH
         loss = train_batch(p, w, team, ws, params, velocity, m)
-        if p.n_threads > 1:
+        if probing:
+            adapt_probe(p, ad, w)
+        elif p.n_threads > 1:
             adapt_team(p, w, k, &solo_until, &solo_batches)
         batch_losses[k] = loss
         total[0] += loss * w.B
@@ -653,6 +695,51 @@ cdef inline double now_ns() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return ts.tv_sec * 1e9 + ts.tv_nsec
+
+
+cdef void adapt_probe(const Plan *p, Adapt *ad, Work *w) noexcept nogil:
+    """Master, after each small batch: ADAPT_PROBE_BATCHES batches with the
+    team, as many alone, then a stretch (1024 batches, doubling while the
+    same side keeps winning) with the faster; alone must be 10% faster to
+    win, so noise keeps the team.  A team stretch ends early when the
+    master waits for its teammate as adapt_team would notice (a neighbour
+    took the core).  Who computes an item never changes its result, so
+    this is invisible in the numbers."""
+    cdef double t
+    cdef bint solo
+    if w.solo:
+        ad.solo_batches += 1
+    else:
+        ad.team_batches += 1
+        if ad.state == ADAPT_RUN and ad.team_batches % 32 == 0:
+            if w.wait_ns * 100 > p.solo_wait_percent * w.work_ns:
+                ad.left = 1   # measure again now
+            w.work_ns = 0.0
+            w.wait_ns = 0.0
+    ad.left -= 1
+    if ad.left > 0:
+        return
+    t = now_ns()
+    if ad.state == ADAPT_TEAM:
+        ad.team_ns = t - ad.t0
+        ad.state = ADAPT_SOLO
+        ad.left = ADAPT_PROBE_BATCHES
+        w.solo = True
+    elif ad.state == ADAPT_SOLO:
+        solo = (t - ad.t0) < 0.9 * ad.team_ns
+        if solo == ad.run_solo:
+            ad.stretch = min(2 * ad.stretch, <Py_ssize_t> ADAPT_MAX_STRETCH)
+        else:
+            ad.stretch = ADAPT_FIRST_STRETCH
+        ad.run_solo = solo
+        ad.state = ADAPT_RUN
+        ad.left = ad.stretch
+        w.solo = solo
+    else:
+        ad.state = ADAPT_TEAM
+        ad.left = ADAPT_PROBE_BATCHES
+        w.solo = False
+    ad.t0 = t
 
 
 cdef void adapt_team(const Plan *p, Work *w, Py_ssize_t k, Py_ssize_t *solo_until,
@@ -723,6 +810,7 @@ cdef class Engine:
     cdef Py_ssize_t _ws_rows, _ws_threads
     cdef object _ws_dtype
     cdef Plan _plan
+    cdef Adapt _adapt
 
     def __init__(self, units, coef_offsets, intercept_offsets, int activation, int output):
         units = np.asarray(units, dtype=np.intp)
@@ -776,6 +864,14 @@ cdef class Engine:
             [[0], np.cumsum(self._layer_n_tasks)[:-1]]).astype(np.intp)
         self._task_weights = task_weights
         self._ws = None   # the gradient blocks may have changed size
+
+    def adapt_stats(self):
+        """How the small-batch team/solo probes went (see adapt_probe):
+        batches run with the team and alone since the batch size or thread
+        count last changed, the current winner and stretch."""
+        return dict(team_batches=self._adapt.team_batches,
+                    solo_batches=self._adapt.solo_batches,
+                    run_solo=bool(self._adapt.run_solo), stretch=self._adapt.stretch)
 
     def __reduce__(self):
         # the workspace is scratch: rebuild from the shape
@@ -950,6 +1046,7 @@ cdef class Engine:
         self._plan.parallel_min_work = _TUNING["parallel_min_work"]
         self._plan.signal_every = _TUNING["signal_every"]
         self._plan.solo_wait_percent = _TUNING["solo_wait_percent"]
+        self._plan.probe_rows = _TUNING["probe_rows"]
         cdef floating[::1] ws_view = self._ws
         cdef floating *ws = &ws_view[0]
         cdef floating *w_ptr = &params[0]
@@ -963,6 +1060,12 @@ cdef class Engine:
         work.lr = <floating> learning_rate
         work.mu = <floating> momentum
         work.nesterov = nesterov
+        if self._adapt.batch_size != batch_size or self._adapt.n_threads != n_threads:
+            # new measurements for a new batch size or team
+            self._adapt = Adapt(batch_size=batch_size, n_threads=n_threads,
+                                state=ADAPT_TEAM, left=ADAPT_PROBE_BATCHES, t0=0.0,
+                                team_ns=0.0, run_solo=False, stretch=ADAPT_FIRST_STRETCH // 2,
+                                team_batches=0, solo_batches=0)
         fsg_team_init(&team)
         status[0] = STATUS_OK
         done[0] = 0
@@ -970,7 +1073,8 @@ cdef class Engine:
         if n_threads == 1:
             with nogil:
                 status[0] = run_epoch(plan, &work, &team, ws, w_ptr, v_ptr, x_ptr, y_ptr, sw,
-                                      order_ptr, n, batch_size, losses_ptr, done, total)
+                                      order_ptr, n, batch_size, losses_ptr, done, total,
+                                      &self._adapt)
         else:
             # one region for the whole epoch: the master runs the loop and
             # the others serve its phases (no fork/join per batch)
@@ -979,7 +1083,7 @@ cdef class Engine:
                 if tid == 0:
                     status[0] = run_epoch(plan, &work, &team, ws, w_ptr, v_ptr, x_ptr, y_ptr,
                                           sw, order_ptr, n, batch_size, losses_ptr, done,
-                                          total)
+                                          total, &self._adapt)
                     fsg_team_finish(&team)
                 else:
                     serve(plan, &work, &team, tid, ws, w_ptr, v_ptr)
