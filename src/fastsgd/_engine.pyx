@@ -23,12 +23,16 @@
 #     for any n_threads.
 # (d) Threads: one OpenMP region per epoch.  The master runs the batch loop
 #     and publishes each phase; every thread claims items (csrc/fsg_team.h),
-#     so a thread that loses its core holds the others up by one item, and
-#     a persistently slow teammate is left out for a while (adapt_team).
+#     so a thread that loses its core holds the others up by one item.  The
+#     master runs alone when that is faster: small batches time the team
+#     against the master alone now and then (adapt_probe), large ones watch
+#     how long the master waits (adapt_team).
 # (e) Small batches (<= split_rows) split phase 1 by weight blocks as well,
-#     and phase 2 starts the next batch's layer-0 forward on each block it
-#     has just updated.  At B = 1 the rank-1 gradient is fused into the
-#     update (csrc fsg_outer_update); elsewhere BLAS, which measured faster.
+#     and phase 2 gathers the next batch's rows (each task its columns) and
+#     starts its layer-0 forward on each block it has just updated.  At
+#     B = 1 the rank-1 gradient is fused into the update, and so is the next
+#     row's forward (csrc fsg_outer_update_next); elsewhere BLAS, which
+#     measured faster.
 # (f) Errors cross the nogil boundary as status codes / non-finite losses;
 #     the estimator raises and restores its weights.  Ctrl-C is honoured
 #     between batches.
