@@ -45,11 +45,15 @@ def _engine_step(layout, activation, output, params, X, Y, sw, alpha):
 
 
 # engine paths: default knobs, then every layer split by weights with the
-# small kernels, then BLAS for everything except the fused B=1 update
+# small kernels, then BLAS for everything except the fused B=1 update, then
+# the large-batch gradient groups
 PATHS = {
     "default": {},
     "split-small-kernels": dict(split_min_weights=1, small_rows=100, fused_rows=100),
     "blas": dict(small_rows=1, fused_rows=1, split_rows=1),
+    # large-batch path: gradients formed slice by slice into group buffers
+    # (B=70: 12 slices of 6 rows in 4 groups of 3)
+    "accumulate-groups": dict(split_rows=1, accumulate_rows=2, slice_rows=8, max_groups=4),
 }
 
 

@@ -17,6 +17,11 @@
 #       phase 2, per task = a block of rows of one weight matrix (or the
 #         intercepts of one layer): its gradient A[i][:, rows]^T @ delta[i]
 #         and the momentum update of exactly those weights.
+#     Large batches (> accumulate_rows) form the gradients in phase 1
+#     instead: each slice, while its inputs and deltas are in cache, adds
+#     A^T @ delta into the buffer of its group (an even number of groups of
+#     consecutive slices are phase 1's items), and phase 2 sums the groups'
+#     buffers in order before the update.  No second pass over the batch.
 #     The slices and tasks depend on the batch size and the network only,
 #     never on the thread count, and every reduction (loss, ||W||^2, partial
 #     products) is summed in a fixed order, so results are bitwise identical
@@ -78,13 +83,16 @@ cpdef enum Status:
 # pick between exact formulas whose float rounding differs, by batch size
 # only.  Benchmarks and tests change them through set_tuning().
 cdef dict _TUNING = dict(
-    slice_rows=256,          # phase 1: rows per slice (at most; see n_slices_for)
+    slice_rows=512,          # phase 1: rows per slice (at most; see n_slices_for)
     task_weights=8192,       # phase 2: weights per task (about), BLAS batches
     task_bytes_small=32768,  # ... on the weight-split small-batch path, in
                              #     bytes: a block of weights and velocities
                              #     stays in L1 (float32 8192, float64 4096)
     task_weights_huge=32768, # ... batches of more than huge_rows rows: every
     huge_rows=128,           #     block re-reads the batch's deltas
+    accumulate_rows=128,     # batches of more rows form the weight gradients
+    max_groups=8,            #     per slice, summed in up to max_groups
+                             #     buffers (see accumulate_slice)
     small_rows=1,            # products with up to this many rows skip BLAS
     fused_rows=1,            # batches up to this many rows fuse the gradient
                              #     into the update (layers >= one vector wide)
@@ -159,6 +167,9 @@ cdef struct Plan:
     Py_ssize_t gbuf_off          # per-thread gradient blocks for phase 2
     Py_ssize_t gbuf_stride
     Py_ssize_t partial_off       # per-task partial products (small batches)
+    Py_ssize_t group_off         # gradient buffers of the slice groups, each
+    Py_ssize_t group_stride      #     laid out like the parameter slab
+    Py_ssize_t group_count       # how many (0: batches never accumulate)
     double *slice_loss           # phase 1 results, one per slice
     double *task_sumsq           # phase 2 results, one per task
     Py_ssize_t slice_rows
@@ -170,6 +181,7 @@ cdef struct Plan:
     Py_ssize_t signal_every
     Py_ssize_t solo_wait_percent
     Py_ssize_t probe_rows
+    Py_ssize_t accumulate_rows
 
 
 cdef inline Py_ssize_t n_slices_for(Py_ssize_t B, Py_ssize_t slice_rows) noexcept nogil:
@@ -260,6 +272,51 @@ cdef double forward_backward_slice(
         matmul_bt(p, d_below, F, ws + p.delta_off[i] + r0 * H, params + p.coef_off[i], n, F, H)
         activation_backward(d_below, ws + p.act_off[i] + r0 * F, n * F, p.activation)
     return loss
+
+
+cdef void accumulate_slice(const Plan *p, floating *ws, const floating *a0, floating *group,
+                           floating *tmp, Py_ssize_t r0, Py_ssize_t r1,
+                           bint first) noexcept nogil:
+    """Large batches: the weight and intercept gradients of batch rows
+    [r0, r1), right after phase 1 made their deltas (the slice's inputs and
+    deltas are still in this core's cache), into a group buffer laid out
+    like the slab: written by a group's first slice, added to by the next.
+    a0 is the slice's layer-0 input; tmp holds one intercept vector."""
+    cdef Py_ssize_t i, n = r1 - r0, F, H
+    cdef const floating *a
+    cdef const floating *d
+    for i in range(p.n_layers):
+        F = p.units[i]
+        H = p.units[i + 1]
+        a = a0 if i == 0 else ws + p.act_off[i] + r0 * F
+        d = ws + p.delta_off[i] + r0 * H
+        gemm(True, False, <int> F, <int> H, <int> n, <floating> 1.0, a, <int> F, d, <int> H,
+             <floating> (0.0 if first else 1.0), group + p.coef_off[i], <int> H)
+        if first:
+            column_sum(group + p.icpt_off[i], d, n, H)
+        else:
+            column_sum(tmp, d, n, H)
+            accumulate(group + p.icpt_off[i], tmp, H)
+
+
+cdef double update_accumulated(const Plan *p, floating *ws, floating *params,
+                               floating *velocity, Py_ssize_t n_groups, Py_ssize_t t,
+                               floating alpha, floating inv_m, floating lr, floating mu,
+                               bint nesterov) noexcept nogil:
+    """Phase 2 after accumulate_slice: task t's gradient is the sum of the
+    groups' buffers over its range (in group order, into the first), then
+    the momentum update.  Returns the sum of squared pre-update weights."""
+    cdef Py_ssize_t i = p.task_layer[t], H = p.units[i + 1], off, n, g
+    cdef floating *grad = ws + p.group_off
+    if p.task_row0[t] < 0:
+        off, n, alpha = p.icpt_off[i], H, 0.0   # intercepts: no L2 penalty
+    else:
+        off, n = p.coef_off[i] + p.task_row0[t] * H, (p.task_row1[t] - p.task_row0[t]) * H
+    for g in range(1, n_groups):
+        accumulate(grad + off, ws + p.group_off + g * p.group_stride + off, n)
+    cdef double sumsq = sgd_update(params + off, velocity + off, grad + off, n, alpha, inv_m,
+                                   lr, mu, nesterov)
+    return 0.0 if p.task_row0[t] < 0 else sumsq
 
 
 cdef void forward_block(const Plan *p, floating *ws, const floating *params,
@@ -444,6 +501,9 @@ cdef struct Work:
     int xb_cur                # which of the two gather buffers is current
     Py_ssize_t B
     Py_ssize_t slice_len
+    bint accumulate           # phase 1 forms the weight gradients by slice
+    Py_ssize_t n_slices
+    Py_ssize_t group_len      # slices per group (the items of phase 1)
     double inv_m
     double alpha
     double lr
@@ -488,7 +548,21 @@ cdef void run_item(const Plan *p, const Work *w, Py_ssize_t item, int tid, float
                    floating *params, floating *velocity) noexcept nogil:
     """Run one item of the current phase."""
     cdef Py_ssize_t r0, r1
-    if w.phase == PHASE_SLICES:
+    cdef Py_ssize_t s, s0
+    cdef const floating *a0
+    if w.phase == PHASE_SLICES and w.accumulate:
+        # item = a group of consecutive slices, run in order by one thread
+        s0 = item * w.group_len
+        for s in range(s0, min(s0 + w.group_len, w.n_slices)):
+            r0 = s * w.slice_len
+            r1 = min(r0 + w.slice_len, w.B)
+            p.slice_loss[s] = forward_backward_slice(
+                p, ws, params, <const floating *> w.X, <const floating *> w.Y,
+                <const floating *> w.sw, w.rows, r0, r1)
+            a0 = (ws + p.xb_off if w.rows != NULL else <const floating *> w.X) + r0 * p.units[0]
+            accumulate_slice(p, ws, a0, ws + p.group_off + item * p.group_stride,
+                             ws + p.gbuf_off + tid * p.gbuf_stride, r0, r1, s == s0)
+    elif w.phase == PHASE_SLICES:
         r0 = item * w.slice_len
         r1 = min(r0 + w.slice_len, w.B)
         p.slice_loss[item] = forward_backward_slice(
@@ -508,6 +582,11 @@ cdef void run_item(const Plan *p, const Work *w, Py_ssize_t item, int tid, float
             ws + p.delta_off[0], p.task_row0[item], p.task_row1[item], p.units[1],
             <floating> w.alpha, <floating> w.inv_m, <floating> w.lr, <floating> w.mu,
             w.nesterov, <const floating *> w.next_a, ws + p.partial_off + item * p.units[1])
+    elif w.accumulate:
+        p.task_sumsq[item] = update_accumulated(
+            p, ws, params, velocity, (w.n_slices + w.group_len - 1) // w.group_len, item,
+            <floating> w.alpha, <floating> w.inv_m, <floating> w.lr, <floating> w.mu,
+            w.nesterov)
     else:
         p.task_sumsq[item] = update_task(
             p, ws, params, velocity, <const floating *> w.a0, w.B, item,
@@ -581,9 +660,10 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
     Returns the batch loss as scikit-learn defines it (data loss + L2 term,
     both divided by m)."""
     cdef Py_ssize_t n_slices = n_slices_for(w.B, p.slice_rows)
-    cdef Py_ssize_t s, t, K = p.units[p.n_layers]
+    cdef Py_ssize_t s, t, K = p.units[p.n_layers], n_groups
     w.make_next = False
     w.fuse_next = False
+    w.accumulate = False
     cdef double data_loss = 0.0, sumsq = 0.0
     w.slice_len = (w.B + n_slices - 1) // n_slices
     w.inv_m = 1.0 / m
@@ -595,7 +675,23 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
         p.slice_loss[0] = forward_backward_split(p, w, team, ws, params, velocity)
     else:
         w.a0 = (ws + p.xb_off) if w.rows != NULL else w.X
-        run_phase(p, w, team, PHASE_SLICES, n_slices, ws, params, velocity)
+        # large batches form their gradients slice by slice, in up to
+        # group_count groups of consecutive slices (the items of phase 1)
+        n_groups = 0
+        w.accumulate = w.B > p.accumulate_rows and p.group_count > 0
+        if w.accumulate:
+            # an even number of groups of equally many slices: the groups are
+            # the items, and two threads share them evenly
+            n_groups = min(p.group_count, n_slices)
+            if n_groups > 1:
+                n_groups -= n_groups % 2
+            n_slices = (n_slices + n_groups - 1) // n_groups * n_groups
+            w.slice_len = (w.B + n_slices - 1) // n_slices
+            n_slices = (w.B + w.slice_len - 1) // w.slice_len
+            w.group_len = (n_slices + n_groups - 1) // n_groups
+        w.n_slices = n_slices
+        run_phase(p, w, team, PHASE_SLICES, n_groups if w.accumulate else n_slices,
+                  ws, params, velocity)
     w.make_next = (w.B <= p.split_rows and 0 < w.next_B <= p.split_rows
                    and F * p.units[1] >= p.split_min_weights)
     # the condition of update_task's fused path, for one-row batches
@@ -780,6 +876,10 @@ cdef int raise_pending() except -1:
     return -1
 
 
+# the slice groups' gradient buffers may take this much memory, at most
+cdef Py_ssize_t _GROUP_BYTES_MAX = 256 << 20
+
+
 cdef inline Py_ssize_t _align(Py_ssize_t n) noexcept nogil:
     # 64-byte alignment for every workspace buffer (16 floats / 8 doubles;
     # rounding to 16 elements covers both)
@@ -811,7 +911,8 @@ cdef class Engine:
     cdef Py_ssize_t _task_weights
     cdef object _act_off, _delta_off
     cdef object _ws, _slice_loss, _task_sumsq
-    cdef Py_ssize_t _ws_rows, _ws_threads
+    cdef Py_ssize_t _ws_rows, _ws_threads, _ws_groups
+    cdef object _ws_tuning
     cdef object _ws_dtype
     cdef Plan _plan
     cdef Adapt _adapt
@@ -895,9 +996,21 @@ cdef class Engine:
             task_weights = _TUNING["task_weights_huge"]
         if task_weights != self._task_weights:
             self._build_tasks(task_weights)
+        # gradient buffers for slice groups (accumulate_slice), unless they
+        # would be huge: then large batches take the phase-2 products
+        itemsize = np.dtype(dtype).itemsize
+        groups = 0
+        if rows > _TUNING["accumulate_rows"]:
+            groups = min(n_slices_for(rows, _TUNING["slice_rows"]), _TUNING["max_groups"])
+            if groups * self.n_params * itemsize > _GROUP_BYTES_MAX:
+                groups = 0
+        # (a tuning knob changed since may change every size: start afresh)
         if (self._ws is not None and rows <= self._ws_rows
-                and n_threads <= self._ws_threads and dtype == self._ws_dtype):
+                and n_threads <= self._ws_threads and dtype == self._ws_dtype
+                and groups == self._ws_groups and self._ws_tuning == _TUNING):
             return
+        if self._ws_tuning != _TUNING:
+            self._ws_rows = 0
         rows = max(rows, self._ws_rows if dtype == self._ws_dtype else 0)
         n_threads = max(n_threads, self._ws_threads if dtype == self._ws_dtype else 1)
         K = units[L]
@@ -936,18 +1049,23 @@ cdef class Engine:
             partial = max(partial, self._layer_n_tasks[i] * min(rows, _TUNING["split_rows"])
                           * units[i + 1])
         off += _align(partial)
-        itemsize = np.dtype(dtype).itemsize
+        group_off = off
+        group_stride = _align(self.n_params)
+        off += groups * group_stride
         raw = np.empty(off + 64 // itemsize, dtype=dtype)
         shift = (-raw.ctypes.data % 64) // itemsize
         self._ws = raw[shift:shift + off]
         self._act_off = act_off
         self._delta_off = delta_off
         n_slices = n_slices_for(rows, _TUNING["slice_rows"])
-        self._slice_loss = np.zeros(max(n_slices, 1), dtype=np.float64)
+        # (accumulating batches may cut up to max_groups - 1 more slices)
+        self._slice_loss = np.zeros(max(n_slices, 1) + _TUNING["max_groups"], dtype=np.float64)
         self._task_sumsq = np.zeros(len(self._task_layer), dtype=np.float64)
         self._ws_rows = rows
         self._ws_threads = n_threads
         self._ws_dtype = np.dtype(dtype)
+        self._ws_groups = groups
+        self._ws_tuning = dict(_TUNING)
 
         cdef Py_ssize_t[::1] v
         self._plan.n_layers = L
@@ -982,6 +1100,9 @@ cdef class Engine:
         self._plan.gbuf_off = gbuf_off
         self._plan.gbuf_stride = gbuf
         self._plan.partial_off = partial_off
+        self._plan.group_off = group_off
+        self._plan.group_stride = group_stride
+        self._plan.group_count = groups
         cdef double[::1] dv = self._slice_loss
         self._plan.slice_loss = &dv[0]
         dv = self._task_sumsq
@@ -1051,6 +1172,7 @@ cdef class Engine:
         self._plan.signal_every = _TUNING["signal_every"]
         self._plan.solo_wait_percent = _TUNING["solo_wait_percent"]
         self._plan.probe_rows = _TUNING["probe_rows"]
+        self._plan.accumulate_rows = _TUNING["accumulate_rows"]
         cdef floating[::1] ws_view = self._ws
         cdef floating *ws = &ws_view[0]
         cdef floating *w_ptr = &params[0]
