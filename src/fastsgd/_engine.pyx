@@ -529,6 +529,7 @@ cdef enum:
     ADAPT_SOLO = 2            # probing: the master alone
     ADAPT_PROBE_BATCHES = 16  # batches per probe
     ADAPT_FIRST_STRETCH = 1024  # batches to run a new winner for (doubling)
+    ADAPT_FIRST_SOLO_STRETCH = 64
     ADAPT_MAX_STRETCH = 8192
 
 cdef struct Adapt:
@@ -799,8 +800,8 @@ cdef inline double now_ns() noexcept nogil:
 
 cdef void adapt_probe(const Plan *p, Adapt *ad, Work *w) noexcept nogil:
     """Master, after each small batch: ADAPT_PROBE_BATCHES batches with the
-    team, as many alone, then a stretch (1024 batches, doubling while the
-    same side keeps winning) with the faster; alone must be 10% faster to
+    team, as many alone, then a stretch with the faster (1024 batches for
+    the team, 64 alone, doubling while the same side keeps winning); alone must be 10% faster to
     win, so noise keeps the team.  A team stretch ends early when the
     master waits for its teammate as adapt_team would notice (a neighbour
     took the core).  Who computes an item never changes its result, so
@@ -830,7 +831,9 @@ cdef void adapt_probe(const Plan *p, Adapt *ad, Work *w) noexcept nogil:
         if solo == ad.run_solo:
             ad.stretch = min(2 * ad.stretch, <Py_ssize_t> ADAPT_MAX_STRETCH)
         else:
-            ad.stretch = ADAPT_FIRST_STRETCH
+            # a solo verdict is checked again soon: a passing disturbance
+            # (another library's threads spinning down) must not cost long
+            ad.stretch = ADAPT_FIRST_SOLO_STRETCH if solo else ADAPT_FIRST_STRETCH
         ad.run_solo = solo
         ad.state = ADAPT_RUN
         ad.left = ad.stretch
