@@ -97,6 +97,10 @@ enum fsg_output {
 FSG_DECLARE_KERNELS(float, f32)
 FSG_DECLARE_KERNELS(double, f64)
 
+/* ask for rows idx[0..B) of x (rows row_bytes apart) to be brought into
+ * cache ahead of a gather */
+void fsg_prefetch_rows(const void *x, const int64_t *idx, fsg_idx B, size_t row_bytes);
+
 /* which SIMD variant of the kernels this CPU runs ("avx512", "avx2",
  * "baseline"), and whether function multi-versioning was compiled in */
 const char *fsg_kernel_isa(void);

@@ -83,6 +83,15 @@ typedef int64_t fsg_vi64 __attribute__((vector_size(64)));
 #undef FSG_TANH
 #undef FSG_EPS
 
+void fsg_prefetch_rows(const void *x, const int64_t *idx, fsg_idx B, size_t row_bytes) {
+    /* one prefetch per cache line of each row */
+    const char *base = (const char *)x;
+    for (fsg_idx b = 0; b < B; b++) {
+        const char *row = base + (size_t)idx[b] * row_bytes;
+        for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(row + off, 0, 3);
+    }
+}
+
 int fsg_kernel_multiversioned(void) { return FSG_HAVE_CLONES; }
 
 const char *fsg_kernel_isa(void) {

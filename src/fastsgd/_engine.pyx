@@ -57,7 +57,7 @@ from fastsgd._kernels cimport (
     FSG_OUT_SQUARED, activation_backward, all_finite, bias_activation,
     accumulate, column_sum, copy_into, fsg_kernel_isa, fsg_kernel_multiversioned, gather_rows,
     outer_update, outer_update_next, output_forward, output_loss_delta, sgd_update,
-    small_matmul, small_matmul_bt,
+    small_matmul, small_matmul_bt, fsg_prefetch_rows,
 )
 from fastsgd._openmp cimport (
     FSG_OPENMP_ENABLED, omp_get_max_threads, omp_get_num_procs,
@@ -767,6 +767,13 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
             w.next_rows, w.next_X = order + start + batch_size, X
         else:
             w.next_rows, w.next_X = NULL, X + (start + batch_size) * F
+        # small batches with a team gather the next batch's rows piecewise
+        # in phase 2 (gather_columns), each piece a DRAM miss: ask for the
+        # rows of the batch after next now, a whole batch ahead
+        if (order != NULL and p.n_threads > 1 and batch_size <= p.split_rows
+                and k + 2 < n_batches):
+            fsg_prefetch_rows(X, order + start + 2 * batch_size,
+                              min(batch_size, n - start - 2 * batch_size), F * sizeof(floating))
         # m: the batch's row count, or its total sample weight
         m = w.B
         if sw != NULL:

@@ -64,6 +64,7 @@ cdef extern from "fastsgd.h" nogil:
     void fsg_gather_rows_f64(double *out, const double *x, const int64_t *idx, fsg_idx B, fsg_idx F) noexcept
     int fsg_all_finite_f32(const float *x, fsg_idx n) noexcept
     int fsg_all_finite_f64(const double *x, fsg_idx n) noexcept
+    void fsg_prefetch_rows(const void *x, const int64_t *idx, fsg_idx B, size_t row_bytes) noexcept
     const char *fsg_kernel_isa() noexcept
     int fsg_kernel_multiversioned() noexcept
 
