@@ -71,7 +71,9 @@ MEMORY_HIDDEN = (32,)
 # here: a 2-thread matmul right after a torch epoch ran ~17% slower; a
 # 2-thread fastsgd fit (batch 8) right after a 2-thread numpy matmul took
 # 43 ms, 22 ms after a 30 ms pause, 18 ms after 0.1 s, 17 ms after 0.3 s.
-SETTLE_SECONDS = 0.2
+# 0.15 s clears OpenBLAS's spin and keeps the default run near 5 minutes
+# (about 560 pauses).
+SETTLE_SECONDS = 0.15
 
 
 # ------------------------------------------------------------------ the case
