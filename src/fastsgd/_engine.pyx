@@ -605,9 +605,10 @@ cdef void run_item(const Plan *p, const Work *w, Py_ssize_t item, int tid, float
 cdef inline void gather_columns(const Plan *p, const Work *w, Py_ssize_t t,
                                 Py_ssize_t item) noexcept nogil:
     """Copy columns f0:f1 (those of layer-0 task t) of the next batch's rows
-    (values of `item` bytes) into the next gather buffer.  The tasks partition the columns, so the
-    gather runs in parallel, and each task's columns are the only ones its
-    products (this partial, the next batch's gradient block) ever read."""
+    (values of `item` bytes) into the next gather buffer.  The tasks
+    partition the columns, so the gather runs in parallel, and each task's
+    columns are the only ones its products (this partial, the next batch's
+    gradient block) ever read."""
     cdef Py_ssize_t F = p.units[0], f0 = p.task_row0[t], width = p.task_row1[t] - f0, b
     cdef char *out = <char *> w.next_a
     cdef const char *x = <const char *> w.next_X
