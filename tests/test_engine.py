@@ -135,3 +135,28 @@ def test_small_batches_probe_team_and_alone_without_changing_results(tuning):
     unprobed = make()
     _small_batch_epochs(unprobed, 2)
     assert unprobed.adapt_stats()["solo_batches"] == 0
+
+
+def test_large_batches_without_room_for_group_buffers_take_the_phase_2_path(tuning):
+    # the gradient groups of a large batch may not fit their memory cap: the
+    # engine must then run the phase-2 products, exactly as when large
+    # batches are told not to accumulate at all
+    X, y = load_digits(return_X_y=True)
+
+    def fit():
+        est = fastsgd.MLPClassifier(hidden_layer_sizes=(1024,), batch_size=512, max_iter=2,
+                                    learning_rate_init=0.01, random_state=0, n_threads=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return est.fit(X / 16, y)
+
+    tuning(group_mib=1)            # 2 groups x 77k float64 parameters > 1 MiB
+    capped = fit()
+    tuning(group_mib=256, accumulate_rows=100000)
+    phase2 = fit()
+    tuning(accumulate_rows=128)
+    grouped = fit()
+    _assert_bitwise_equal(capped, phase2)
+    # the grouped path sums in another order, so the comparison above could
+    # have failed had the cap been ignored
+    assert any(not np.array_equal(a, b) for a, b in zip(capped.coefs_, grouped.coefs_))

@@ -92,7 +92,8 @@ cdef dict _TUNING = dict(
     huge_rows=128,           #     block re-reads the batch's deltas
     accumulate_rows=128,     # batches of more rows form the weight gradients
     max_groups=8,            #     per slice, summed in up to max_groups
-                             #     buffers (see accumulate_slice)
+                             #     buffers (see accumulate_slice) of at most
+    group_mib=256,           #     group_mib MiB in all, else phase 2 products
     small_rows=1,            # products with up to this many rows skip BLAS
     fused_rows=1,            # batches up to this many rows fuse the gradient
                              #     into the update (layers >= one vector wide)
@@ -887,10 +888,6 @@ cdef int raise_pending() except -1:
     return -1
 
 
-# the slice groups' gradient buffers may take this much memory, at most
-cdef Py_ssize_t _GROUP_BYTES_MAX = 256 << 20
-
-
 cdef inline Py_ssize_t _align(Py_ssize_t n) noexcept nogil:
     # 64-byte alignment for every workspace buffer (16 floats / 8 doubles;
     # rounding to 16 elements covers both)
@@ -1013,7 +1010,7 @@ cdef class Engine:
         groups = 0
         if rows > _TUNING["accumulate_rows"]:
             groups = min(n_slices_for(rows, _TUNING["slice_rows"]), _TUNING["max_groups"])
-            if groups * self.n_params * itemsize > _GROUP_BYTES_MAX:
+            if groups * self.n_params * itemsize > (_TUNING["group_mib"] << 20):
                 groups = 0
         # (a tuning knob changed since may change every size: start afresh)
         if (self._ws is not None and rows <= self._ws_rows
