@@ -7,11 +7,11 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from fastsgd._base import BaseSGDMLP
 from fastsgd._threads import effective_n_threads
-from fastsgd._validation import assert_all_finite
+from fastsgd._validation import assert_all_finite, validate_X_y
 
 _SHARED_PARAMS_DOC = """
     hidden_layer_sizes : array-like of shape (n_layers - 2,) or int, default=(100,)
@@ -169,40 +169,49 @@ class MLPClassifier(ClassifierMixin, BaseSGDMLP):
             n_threads=n_threads)
 
     def _validate_input(self, X, y, incremental, reset, dtype):
-        X, y = validate_data(self, X, y, multi_output=True, dtype=dtype, reset=reset,
-                             ensure_all_finite=False)
+        X, y = validate_X_y(self, X, y, reset=reset, dtype=dtype)
         assert_all_finite(X, effective_n_threads(self.n_threads), type(self).__name__)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
 
-        # integer class labels (the common case) are one-hot encoded with a
-        # single np.unique; scikit-learn's LabelBinarizer re-derives the
-        # target type three times on the way (2 ms for 20,000 labels)
+        # integer class labels (the common case) are one-hot encoded from a
+        # single np.unique, or on later partial_fit calls from a search in
+        # classes_; scikit-learn's LabelBinarizer re-derives the target type
+        # three times on the way (2 ms for 20,000 labels)
         fast = y.ndim == 1 and y.dtype.kind in "iu"
-        if fast:
-            classes, index = np.unique(y, return_inverse=True)
+        index = None  # fast: each row's position in classes_
 
         # (incremental, warm_start, classes_ known) -> action, as scikit-learn
         if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
+            if fast:
+                classes, index = np.unique(y, return_inverse=True)
             self._label_binarizer = LabelBinarizer()
             # fitted on the distinct labels: the same classes_ and y_type_
             self._label_binarizer.fit(classes if fast and classes.size > 1 else y)
             self.classes_ = self._label_binarizer.classes_
         else:
-            if not fast:
-                classes = unique_labels(y)
-            if self.warm_start:
-                if set(classes) != set(self.classes_):
+            if fast and not self.warm_start and self.classes_.dtype.kind in "iu":
+                index = np.searchsorted(self.classes_, y)
+                np.minimum(index, self.classes_.size - 1, out=index)
+                if not np.array_equal(self.classes_[index], y):
+                    index = None  # an unseen label: the checks below name it
+            if index is None:
+                if fast:
+                    classes, index = np.unique(y, return_inverse=True)
+                else:
+                    classes = unique_labels(y)
+                if self.warm_start:
+                    if set(classes) != set(self.classes_):
+                        raise ValueError(
+                            "warm_start can only be used where `y` has the same "
+                            "classes as in the previous call to fit. Previously "
+                            f"got {self.classes_}, `y` has {classes}")
+                elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
                     raise ValueError(
-                        "warm_start can only be used where `y` has the same "
-                        "classes as in the previous call to fit. Previously "
-                        f"got {self.classes_}, `y` has {classes}")
-            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
-                raise ValueError(
-                    "`y` has classes not in `self.classes_`. "
-                    f"`self.classes_` has {self.classes_}. 'y' has {classes}.")
-            if fast:   # y's classes are among classes_ (checked above)
-                index = np.searchsorted(self.classes_, classes)[index]
+                        "`y` has classes not in `self.classes_`. "
+                        f"`self.classes_` has {self.classes_}. 'y' has {classes}.")
+                if fast:   # y's classes are among classes_ (checked above)
+                    index = np.searchsorted(self.classes_, classes)[index]
         binarizer = self._label_binarizer
         if (fast and binarizer.y_type_ in ("binary", "multiclass")
                 and binarizer.classes_.size > 1 and binarizer.classes_.dtype.kind in "iu"):
@@ -360,8 +369,7 @@ class MLPRegressor(RegressorMixin, BaseSGDMLP):
             n_threads=n_threads)
 
     def _validate_input(self, X, y, incremental, reset, dtype):
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=dtype,
-                             reset=reset, ensure_all_finite=False)
+        X, y = validate_X_y(self, X, y, reset=reset, dtype=dtype, y_numeric=True)
         assert_all_finite(X, effective_n_threads(self.n_threads), type(self).__name__)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)

@@ -6,13 +6,29 @@ from contextlib import contextmanager
 from fastsgd import _engine
 
 
+_cpus_seen = None  # (affinity mask, usable CPUs) of the last lookup
+
+
 def _usable_cpus():
-    """CPUs this process may run on (affinity mask and cgroup quota)."""
+    """CPUs this process may run on (affinity mask and cgroup quota).
+
+    joblib reads the cgroup files on every call (about 40 us, two or three
+    times per fit); the answer is kept until the affinity mask changes.  A
+    cgroup quota changed while the process runs is not seen."""
+    global _cpus_seen
+    try:
+        mask = os.sched_getaffinity(0)
+    except AttributeError:  # pragma: no cover - not on Linux
+        mask = None
+    if _cpus_seen is not None and _cpus_seen[0] == mask:
+        return _cpus_seen[1]
     try:
         from joblib import cpu_count  # scikit-learn's dependency; knows cgroups
-        return max(1, cpu_count())
+        usable = max(1, cpu_count())
     except Exception:  # pragma: no cover - joblib always comes with sklearn
-        return max(1, len(os.sched_getaffinity(0)))
+        usable = max(1, len(mask) if mask is not None else os.cpu_count() or 1)
+    _cpus_seen = (mask, usable)
+    return usable
 
 
 def effective_n_threads(n_threads):
@@ -38,7 +54,7 @@ def effective_n_threads(n_threads):
     return int(min(n_threads, 4 * _usable_cpus()))
 
 
-_controller = None
+_blas = None  # threadpoolctl's controllers of the BLAS libraries loaded
 
 
 @contextmanager
@@ -47,11 +63,22 @@ def single_threaded_blas():
 
     The engine calls BLAS from inside its own OpenMP threads; a BLAS that
     also started threads would oversubscribe the cores, and a multithreaded
-    BLAS could split a product differently from run to run.
+    BLAS could split a product differently from run to run.  (The libraries
+    are looked up once; threadpoolctl's ``limit`` context would look them up
+    and describe them on every call, 13 us.)
     """
-    global _controller
-    if _controller is None:
+    global _blas
+    if _blas is None:
         from threadpoolctl import ThreadpoolController
-        _controller = ThreadpoolController()
-    with _controller.limit(limits=1, user_api="blas"):
+        _blas = ThreadpoolController().select(user_api="blas").lib_controllers
+    changed = []
+    try:
+        for lib in _blas:
+            n = lib.num_threads
+            if n != 1:
+                lib.set_num_threads(1)
+                changed.append((lib, n))
         yield
+    finally:
+        for lib, n in changed:
+            lib.set_num_threads(n)

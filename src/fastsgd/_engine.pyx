@@ -978,6 +978,11 @@ cdef class Engine:
         self._task_weights = task_weights
         self._ws = None   # the gradient blocks may have changed size
 
+    @property
+    def workspace_nbytes(self):
+        """Bytes of scratch held for the largest batch seen so far."""
+        return 0 if self._ws is None else int(self._ws.nbytes + self._slice_loss.nbytes)
+
     def adapt_stats(self):
         """How the small-batch team/solo probes went (see adapt_probe):
         batches run with the team and alone since the batch size or thread

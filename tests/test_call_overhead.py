@@ -1,0 +1,227 @@
+"""The shortcuts that keep a call's fixed cost low (a stream of small
+partial_fit calls, single-row predictions) behave exactly as the long way:
+the input-check shortcut, the label search, the kept engine, the re-seeded
+random state, the parameter-validation memo, the BLAS limiter and the CPU
+count memo."""
+
+import os
+import pickle
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.validation import validate_data
+from threadpoolctl import threadpool_info
+
+from fastsgd import MLPClassifier, MLPRegressor, _threads
+from fastsgd._validation import validate_X, validate_X_y
+
+RNG = np.random.RandomState(0)
+X = RNG.normal(size=(60, 5))
+Y_CLASS = RNG.randint(3, size=60)
+Y_REAL = RNG.normal(size=60)
+
+
+def _stream(est, chunks, **first_kw):
+    """partial_fit over the chunks; returns the model's weights after each."""
+    out = []
+    for i, (Xc, yc) in enumerate(chunks):
+        est.partial_fit(Xc, yc, **(first_kw if i == 0 else {}))
+        out.append(est._params.copy())
+    return out
+
+
+def _chunks(X, y, size=8):
+    return [(X[i:i + size], y[i:i + size]) for i in range(0, len(X), size)]
+
+
+# ----------------------------------------------------- input-check shortcut
+@pytest.mark.parametrize("X_in, y_in", [
+    (X, Y_CLASS), (X.astype(np.float32), Y_CLASS.astype(np.int32)),
+    (X, Y_REAL), (X, np.c_[Y_REAL, Y_REAL]), (X, Y_CLASS.astype(bool)),
+], ids=["f64-int", "f32-int32", "f64-real", "f64-2d", "f64-bool"])
+def test_validate_X_y_returns_what_validate_data_returns(X_in, y_in):
+    fast_est, slow_est = MLPRegressor(), MLPRegressor()
+    Xf, yf = validate_X_y(fast_est, X_in, y_in, reset=True, dtype=(np.float64, np.float32))
+    Xs, ys = validate_data(slow_est, X_in, y_in, multi_output=True, reset=True,
+                           dtype=(np.float64, np.float32), ensure_all_finite=False)
+    assert Xf is X_in  # a plain array is used as it is
+    np.testing.assert_array_equal(Xf, Xs)
+    np.testing.assert_array_equal(yf, ys)
+    assert Xf.dtype == Xs.dtype and yf.dtype == ys.dtype
+    assert fast_est.n_features_in_ == slow_est.n_features_in_ == X_in.shape[1]
+
+
+@pytest.mark.parametrize("y_bad, message", [
+    (Y_REAL[:-1], "Found input variables with inconsistent numbers of samples: [60, 59]"),
+    (np.where(np.arange(60) == 7, np.nan, Y_REAL), "Input y contains NaN."),
+    (np.where(np.arange(60) == 7, np.inf, Y_REAL), "Input y contains infinity"),
+    (Y_REAL.reshape(60, 1, 1), "Found array with dim 3"),
+])
+def test_inputs_outside_the_shortcut_get_scikit_learns_messages(y_bad, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        validate_X_y(MLPRegressor(), X, y_bad, reset=True, dtype=np.float64)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        MLPRegressor(max_iter=1).fit(X, y_bad)
+
+
+def test_shortcut_keeps_the_feature_name_checks():
+    columns = [f"c{i}" for i in range(X.shape[1])]
+    est = MLPClassifier(hidden_layer_sizes=(4,), random_state=0)
+    est.partial_fit(pd.DataFrame(X, columns=columns), Y_CLASS, classes=[0, 1, 2])
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):
+        est.partial_fit(X, Y_CLASS)
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):
+        validate_X(est, X, dtype=np.float64)
+    # a full fit on a plain array forgets the names, as scikit-learn's does
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, Y_CLASS)
+    assert not hasattr(est, "feature_names_in_")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.predict(X)
+    with pytest.raises(ValueError, match=re.escape(
+            "X has 4 features, but MLPClassifier is expecting 5 features as input.")):
+        validate_X(est, X[:, :4], dtype=np.float64)
+
+
+def test_non_contiguous_and_other_dtype_input_still_works():
+    est = MLPClassifier(hidden_layer_sizes=(4,), random_state=0)
+    est.partial_fit(X, Y_CLASS, classes=[0, 1, 2])
+    Xf = np.asfortranarray(X)
+    np.testing.assert_array_equal(est.predict_proba(Xf), est.predict_proba(X))
+    np.testing.assert_array_equal(est.predict_proba(X[:, :].tolist()), est.predict_proba(X))
+
+
+# ------------------------------------------------------------ label search
+@pytest.mark.parametrize("classes, y_dtype", [
+    ([3, 7, 11], np.int64), ([3, 7, 11], np.int32), (np.array([1, 4, 8], np.uint8), np.int64)])
+def test_later_partial_fit_labels_found_by_search(classes, y_dtype):
+    classes = np.asarray(classes)
+    est = MLPClassifier(hidden_layer_sizes=(4,), random_state=0)
+    est.partial_fit(X, classes[Y_CLASS], classes=classes)
+    later = classes[Y_CLASS[:20]].astype(y_dtype)
+    _, Y = est._validate_input(X[:20], later, incremental=True, reset=False, dtype=np.float64)
+    np.testing.assert_array_equal(Y, later[:, None] == classes[None, :])
+    # unseen labels: between known ones, below, above, beyond the dtype
+    for bad in (classes[0] + 1, classes[0] - 1 if classes[0] > 0 else classes[-1] + 1,
+                classes[-1] + 1, 300):
+        y_bad = later.astype(np.int64)
+        y_bad[5] = bad
+        with pytest.raises(ValueError, match=re.escape("`y` has classes not in `self.classes_`")):
+            est.partial_fit(X[:20], y_bad)
+
+
+# ------------------------------------------------------------- kept engine
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_kept_engine_gives_the_same_stream_as_a_fresh_one(n_threads):
+    chunks = _chunks(X, Y_CLASS)
+    kw = dict(hidden_layer_sizes=(7,), batch_size=3, random_state=1, n_threads=n_threads)
+    kept = _stream(MLPClassifier(**kw), chunks, classes=[0, 1, 2])
+    fresh_est, fresh = MLPClassifier(**kw), []
+    for i, (Xc, yc) in enumerate(chunks):
+        fresh_est.partial_fit(Xc, yc, **({"classes": [0, 1, 2]} if i == 0 else {}))
+        fresh_est.__dict__.pop("_engine_cache")   # every call builds its engine
+        fresh.append(fresh_est._params.copy())
+    for a, b in zip(kept, fresh):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_engine_is_kept_only_while_small_and_never_pickled():
+    est = MLPRegressor(hidden_layer_sizes=(4,), random_state=0, max_iter=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, Y_REAL)
+    assert "_engine_cache" in est.__dict__
+    assert "_engine_cache" not in pickle.loads(pickle.dumps(est)).__dict__
+    # full batch of 20,000 x 200 rows: its workspace is over the limit
+    big = np.random.RandomState(1).normal(size=(20000, 200))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.set_params(batch_size=20000).fit(big, big[:, 0])
+    assert "_engine_cache" not in est.__dict__
+
+
+def test_changing_the_network_builds_a_new_engine():
+    est = MLPClassifier(hidden_layer_sizes=(4,), random_state=0, max_iter=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, Y_CLASS)
+        first = est._engine_cache[1]
+        est.set_params(activation="tanh").fit(X, Y_CLASS)
+    assert est._engine_cache[1] is not first
+    assert est._engine_cache[1].activation != first.activation
+
+
+# ------------------------------------------------------ random state reuse
+def test_int_seed_draws_anew_on_every_call_as_scikit_learn():
+    est = MLPClassifier(random_state=5)
+    draws = []
+    for _ in range(3):
+        draws.append(est._fresh_random_state().randint(1 << 30, size=4))
+    expected = np.random.RandomState(5).randint(1 << 30, size=4)
+    for d in draws:
+        np.testing.assert_array_equal(d, expected)
+
+
+def test_user_random_state_object_is_never_reseeded():
+    user = np.random.RandomState(3)
+    est = MLPClassifier(hidden_layer_sizes=(4,), random_state=user)
+    est.partial_fit(X, Y_CLASS, classes=[0, 1, 2])
+    assert est._fresh_random_state() is user
+    state = user.get_state()[1].copy()
+    est.set_params(random_state=3).partial_fit(X, Y_CLASS)
+    np.testing.assert_array_equal(user.get_state()[1], state)
+
+
+# ------------------------------------------------- parameter validation memo
+def test_a_parameter_broken_between_partial_fit_calls_is_reported():
+    est = MLPClassifier(hidden_layer_sizes=(4,), random_state=0)
+    est.partial_fit(X, Y_CLASS, classes=[0, 1, 2])
+    est.partial_fit(X, Y_CLASS)   # memo now holds the valid parameters
+    est.momentum = 2.0
+    with pytest.raises(InvalidParameterError, match="'momentum' parameter"):
+        est.partial_fit(X, Y_CLASS)
+    est.momentum = 0.5
+    est.partial_fit(X, Y_CLASS)
+    est.hidden_layer_sizes = [4]
+    est.partial_fit(X, Y_CLASS)   # an equal list: still the same network
+    est.hidden_layer_sizes[0] = -4   # edited in place
+    with pytest.raises((InvalidParameterError, ValueError), match="hidden_layer_sizes"):
+        est.partial_fit(X, Y_CLASS)
+
+
+# ------------------------------------------------------------ BLAS limiter
+def _blas_threads():
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_single_threaded_blas_limits_and_restores():
+    before = _blas_threads()
+    with _threads.single_threaded_blas():
+        assert all(n == 1 for n in _blas_threads())
+    assert _blas_threads() == before
+    with pytest.raises(RuntimeError):
+        with _threads.single_threaded_blas():
+            raise RuntimeError
+    assert _blas_threads() == before
+
+
+# ---------------------------------------------------------- CPU count memo
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity")
+def test_cpu_count_follows_the_affinity_mask():
+    mask = os.sched_getaffinity(0)
+    usable = _threads._usable_cpus()
+    assert 1 <= usable <= len(mask)
+    try:
+        os.sched_setaffinity(0, {min(mask)})
+        assert _threads._usable_cpus() == 1
+        assert _threads.effective_n_threads(None) == 1
+        assert _threads.effective_n_threads(-1) == 1
+    finally:
+        os.sched_setaffinity(0, mask)
+    assert _threads._usable_cpus() == usable
