@@ -225,3 +225,25 @@ def test_cpu_count_follows_the_affinity_mask():
     finally:
         os.sched_setaffinity(0, mask)
     assert _threads._usable_cpus() == usable
+
+
+# ------------------------------------------------- labels from the outputs
+@pytest.mark.parametrize("labels", [[0, 1], ["no", "yes"], [2, 5, 9], ["a", "b", "c", "d"]])
+def test_labels_from_outputs_match_inverse_transform(labels):
+    from sklearn.preprocessing import LabelBinarizer
+
+    from fastsgd._mlp import _labels_from_outputs
+    binarizer = LabelBinarizer().fit(labels)
+    rng = np.random.RandomState(0)
+    if len(labels) == 2:
+        out = rng.uniform(size=200)
+        out[:3] = [0.5, np.nextafter(0.5, 1), np.nextafter(0.5, 0)]  # the threshold
+    else:
+        out = rng.uniform(size=(200, len(labels)))
+        out[:5] = 0.25  # ties: the first class wins
+        out[5, 1:] = out[5, 0]
+    for dtype in (np.float64, np.float32):
+        got = _labels_from_outputs(binarizer, out.astype(dtype))
+        expected = binarizer.inverse_transform(out.astype(dtype))
+        np.testing.assert_array_equal(got, expected)
+        assert got.dtype == expected.dtype

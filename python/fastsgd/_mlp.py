@@ -127,6 +127,20 @@ _SHARED_ATTRIBUTES_DOC = """
 """
 
 
+def _labels_from_outputs(binarizer, y_pred):
+    """binarizer.inverse_transform(y_pred): for one-label targets computed
+    here as it computes them (argmax; or output > 0.5 for two classes),
+    without its array-API dispatch, 40 us of a one-row predict."""
+    if (not binarizer.sparse_input_ and binarizer.neg_label == 0
+            and binarizer.pos_label == 1):
+        if binarizer.y_type_ == "multiclass" and y_pred.ndim == 2:
+            return binarizer.classes_[np.argmax(y_pred, axis=1)]
+        if (binarizer.y_type_ == "binary" and y_pred.ndim == 1
+                and binarizer.classes_.size == 2):
+            return binarizer.classes_[(y_pred > 0.5).astype(np.intp)]
+    return binarizer.inverse_transform(y_pred)
+
+
 class MLPClassifier(ClassifierMixin, BaseSGDMLP):
     __doc__ = """Multi-layer perceptron classifier trained by SGD.
 
@@ -250,7 +264,7 @@ class MLPClassifier(ClassifierMixin, BaseSGDMLP):
         y_pred = self._forward_pass_fast(X, check_input=check_input)
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
-        return self._label_binarizer.inverse_transform(y_pred)
+        return _labels_from_outputs(self._label_binarizer, y_pred)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
