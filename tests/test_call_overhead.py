@@ -247,3 +247,33 @@ def test_labels_from_outputs_match_inverse_transform(labels):
         expected = binarizer.inverse_transform(out.astype(dtype))
         np.testing.assert_array_equal(got, expected)
         assert got.dtype == expected.dtype
+
+
+@pytest.mark.parametrize("labels", [[0, 1], [7, 3], [0, 1, 2], np.array([4, 1, 8], np.uint8),
+                                    np.arange(-3, 12, dtype=np.int32)])
+def test_binarizer_of_int_classes_is_a_fitted_label_binarizer(labels):
+    from sklearn.preprocessing import LabelBinarizer
+
+    from fastsgd._mlp import _binarizer_of_int_classes
+    classes = np.unique(labels)
+    built, fitted = _binarizer_of_int_classes(classes), LabelBinarizer().fit(labels)
+    assert sorted(vars(built)) == sorted(vars(fitted))
+    for name, value in vars(fitted).items():
+        np.testing.assert_array_equal(getattr(built, name), value)
+        assert np.asarray(getattr(built, name)).dtype == np.asarray(value).dtype
+
+
+@pytest.mark.parametrize("y", [
+    np.array([3, 1, 3, 2, 1]), np.array([0]), np.array([-5, 7, -5, 0]),
+    np.array([0, 255, 7, 255], np.uint8), np.array([-128, 127, 0, -128], np.int8),
+    np.array([2**63 + 5, 2**63 + 1, 2**63 + 5], np.uint64),    # beyond intp: np.unique
+    np.array([0, 10**9, 5, 0]),                                 # a wide range: np.unique
+    np.random.RandomState(0).randint(-3, 40, size=5000).astype(np.int16),
+])
+def test_unique_int_labels_is_np_unique(y):
+    from fastsgd._mlp import _unique_int_labels
+    classes, index = _unique_int_labels(y)
+    ref_classes, ref_index = np.unique(y, return_inverse=True)
+    np.testing.assert_array_equal(classes, ref_classes)
+    assert classes.dtype == ref_classes.dtype
+    np.testing.assert_array_equal(index, ref_index.reshape(-1))

@@ -31,7 +31,7 @@ def _finite_in_dtype(arr, name, dtype):
     """arr as a C-contiguous array of dtype, refusing values that overflow it."""
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(out).all():
+    if np.asarray(arr).dtype.kind != "b" and not np.isfinite(out).all():
         raise ValueError(
             f"Input {name} contains NaN, infinity or a value too large for "
             f"{np.dtype(dtype)!r} (the model's dtype).")

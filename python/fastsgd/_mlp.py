@@ -127,6 +127,31 @@ _SHARED_ATTRIBUTES_DOC = """
 """
 
 
+def _unique_int_labels(y):
+    """np.unique(y, return_inverse=True) for 1-D integer labels: by counting
+    when they span a small range (20,000 labels: 40 us instead of a 380 us
+    sort), else np.unique itself."""
+    lo, hi = int(y.min()), int(y.max())
+    info = np.iinfo(np.intp)
+    if hi - lo > 4 * y.size + 1024 or lo < info.min or hi > info.max:
+        return np.unique(y, return_inverse=True)
+    offsets = y.astype(np.intp) - lo
+    present = np.bincount(offsets) > 0
+    classes = (np.flatnonzero(present) + lo).astype(y.dtype)
+    return classes, (np.cumsum(present) - 1)[offsets]
+
+
+def _binarizer_of_int_classes(classes):
+    """LabelBinarizer().fit(classes) for two or more sorted distinct integer
+    labels (np.unique's), set up directly: fit would re-derive the target
+    type and the labels, 0.2-0.5 ms of every fit."""
+    binarizer = LabelBinarizer()
+    binarizer.y_type_ = "multiclass" if classes.size > 2 else "binary"
+    binarizer.sparse_input_ = False
+    binarizer.classes_ = classes
+    return binarizer
+
+
 def _labels_from_outputs(binarizer, y_pred):
     """binarizer.inverse_transform(y_pred): for one-label targets computed
     here as it computes them (argmax; or output > 0.5 for two classes),
@@ -198,10 +223,9 @@ class MLPClassifier(ClassifierMixin, BaseSGDMLP):
         # (incremental, warm_start, classes_ known) -> action, as scikit-learn
         if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
             if fast:
-                classes, index = np.unique(y, return_inverse=True)
-            self._label_binarizer = LabelBinarizer()
-            # fitted on the distinct labels: the same classes_ and y_type_
-            self._label_binarizer.fit(classes if fast and classes.size > 1 else y)
+                classes, index = _unique_int_labels(y)
+            self._label_binarizer = (_binarizer_of_int_classes(classes)
+                                     if fast and classes.size > 1 else LabelBinarizer().fit(y))
             self.classes_ = self._label_binarizer.classes_
         else:
             if fast and not self.warm_start and self.classes_.dtype.kind in "iu":
@@ -211,7 +235,7 @@ class MLPClassifier(ClassifierMixin, BaseSGDMLP):
                     index = None  # an unseen label: the checks below name it
             if index is None:
                 if fast:
-                    classes, index = np.unique(y, return_inverse=True)
+                    classes, index = _unique_int_labels(y)
                 else:
                     classes = unique_labels(y)
                 if self.warm_start:
