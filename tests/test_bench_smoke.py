@@ -29,6 +29,8 @@ def _markdown_rows(text):
     """The data rows of the main Markdown table, as lists of cells."""
     rows = []
     for line in text.splitlines():
+        if line.startswith("## "):  # the linear-model and stream sections follow
+            break
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) > 5 and cells[0] in ("float32", "float64") and cells[1].isdigit():
             rows.append(cells)
@@ -70,6 +72,15 @@ def test_bench_quick(tmp_path):
     for name in ["fastsgd", "SGDClassifier", "scikit-learn"] + frameworks[2:]:
         assert linear[0]["frameworks"][name]["rows_per_s"] > 0, name
     assert result["machine"]["fastsgd_build"]["openmp"] in (True, False)
+    stream = result["stream"]
+    assert [(r["dtype"], r["threads"]) for r in stream] == [("float32", 1)]
+    assert stream[0]["calls"] == 62 and stream[0]["chunk_rows"] == 32
+    for name in frameworks:
+        fw = stream[0]["frameworks"][name]
+        assert "error" not in fw, fw
+        assert fw["us_per_call"] > 0 and fw["loss_finite"], fw
+    # the two estimators trained the same stream to the same weights
+    assert stream[0]["frameworks"]["fastsgd"]["max_abs_weight_diff_vs_sklearn"] < 1e-5
 
     md = (out / "bench.md").read_text()
     rows = _markdown_rows(md)
@@ -84,6 +95,7 @@ def test_bench_quick(tmp_path):
             if column != "fastsgd/torch" or "torch" in frameworks:
                 assert cell != "—", (column, cells)  # every number present
     assert "SGDClassifier" in md
+    assert "## Online learning: partial_fit on 62 consecutive 32-row chunks" in md
 
     if importlib.util.find_spec("matplotlib") is not None:
         assert (out / "bench.png").stat().st_size > 0

@@ -35,6 +35,12 @@ Method
   through the layers after the first 2*sum_{i>=1}(F_i*H_i).  Bias, activation
   and update work is not counted.
 
+* Online learning (``--stream``): ``partial_fit`` on consecutive 32-row
+  chunks of the first 4,000 rows, one batch per call.  The first call (it
+  initialises the model) is made before the timer; the rest are timed, with
+  their input checks.  PyTorch's counterpart of a call: the chunk's arrays
+  become tensors, then one shuffled epoch of the same loop as above.
+
 ``python -m fastsgd bench --help`` lists the options.  Heavy imports (torch,
 matplotlib, scikit-learn) happen inside functions.
 """
@@ -62,6 +68,8 @@ DEFAULT_BATCH_SIZES = "1,8,32,128,256,1024,full"
 QUICK_BATCH_SIZES = "1,32,full"
 SLOW_BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 LINEAR_ROWS = 5000
+STREAM_ROWS = 4000   # online learning: partial_fit on consecutive chunks
+STREAM_CHUNK = 32
 MEMORY_ROWS = 1_000_000
 MEMORY_FEATURES = 100
 MEMORY_HIDDEN = (32,)
@@ -261,6 +269,51 @@ class TorchRunner:
 
     def after(self, state, X, y):
         return {"final_loss": self.full_loss(state["model"], state["Xt"], state["yt"])}
+
+
+class _StreamMixin:
+    """Online learning: partial_fit on consecutive chunks of batch_size
+    rows.  setup makes the first call (it initialises the model); run makes
+    the others."""
+
+    def setup(self, X, y, batch_size, lr, epochs, threads):
+        import numpy as np
+        est = super().setup(X, y, batch_size, lr, epochs, threads)
+        est.partial_fit(X[:batch_size], y[:batch_size], classes=np.arange(N_CLASSES))
+        return est
+
+    def run(self, est, X, y):
+        chunk = est.batch_size
+        for i in range(chunk, X.shape[0], chunk):
+            est.partial_fit(X[i:i + chunk], y[i:i + chunk])
+
+
+class FastsgdStreamRunner(_StreamMixin, FastsgdRunner):
+    pass
+
+
+class SklearnStreamRunner(_StreamMixin, SklearnMLPRunner):
+    pass
+
+
+class TorchStreamRunner(TorchRunner):
+    """PyTorch's partial_fit: the chunk's numpy arrays become tensors, then
+    one shuffled epoch of TorchRunner's loop over them."""
+
+    def setup(self, X, y, batch_size, lr, epochs, threads):
+        state = super().setup(X, y, batch_size, lr, epochs, threads)
+        self.partial_fit(state, X[:batch_size], y[:batch_size])
+        return state
+
+    def partial_fit(self, state, Xc, yc):
+        import torch
+        self.train(state["model"], state["opt"], torch.from_numpy(Xc), torch.from_numpy(yc),
+                   state["batch_size"], 1, state["gen"])
+
+    def run(self, state, X, y):
+        chunk = state["batch_size"]
+        for i in range(chunk, X.shape[0], chunk):
+            self.partial_fit(state, X[i:i + chunk], y[i:i + chunk])
 
 
 # -------------------------------------------------------------- machinery
@@ -617,6 +670,22 @@ def write_markdown(path, result):
                       ("SGDClassifier", "scikit-learn", "torch")]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    if result.get("stream"):
+        st_names = result["stream_frameworks"]
+        first = result["stream"][0]
+        lines += [f"## Online learning: partial_fit on {first['calls']} consecutive "
+                  f"{first['chunk_rows']}-row chunks", "",
+                  "One batch per call; the first call (initialisation) is not timed; each "
+                  "call's input checks are.", ""]
+        head = (["dtype", "threads"] + [f"{n} µs/call" for n in st_names]
+                + ["fastsgd/scikit-learn", "fastsgd/torch"])
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for row in result["stream"]:
+            cells = [row["dtype"], str(row["threads"])]
+            cells += [_fmt_us(row["frameworks"].get(n, {}).get("us_per_call")) for n in st_names]
+            cells += [_fmt_ratio(row["ratio_vs_sklearn"]), _fmt_ratio(row["ratio_vs_torch"])]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
     with open(path, "w") as f:
         f.write("\n".join(lines))
 
@@ -735,6 +804,9 @@ def build_parser():
     p.add_argument("--linear", action=argparse.BooleanOptionalAction, default=True,
                    help="also the linear model (no hidden layer, batch 1, 1 thread) against "
                         "SGDClassifier (default on)")
+    p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
+                   help=f"also online learning: partial_fit on consecutive {STREAM_CHUNK}-row "
+                        f"chunks of {STREAM_ROWS:,} rows (default on)")
     p.add_argument("--memory", action="store_true",
                    help="instead: peak memory of one fit on 1,000,000 x 100 float32 rows, "
                         "fastsgd vs scikit-learn, each in a fresh subprocess")
@@ -823,6 +895,7 @@ def run_speed(args):
         "matmul": [],
         "results": [],
         "linear": [],
+        "stream": [],
     }
     t_start = time.perf_counter()
     for dtype in args.dtypes:
@@ -875,6 +948,8 @@ def run_speed(args):
 
     if args.linear:
         run_linear(args, data, y, result, use_torch)
+    if args.stream:
+        run_stream(args, data, y, result, use_torch)
 
     try:
         machine["loadavg_end"] = os.getloadavg()
@@ -908,7 +983,7 @@ def _loadavg():
 
 
 def _all_ok(result):
-    rows = result["results"] + result["linear"]
+    rows = result["results"] + result["linear"] + result.get("stream", [])
     return all(fw.get("rows_per_s") and fw.get("loss_finite", True)
                for row in rows for fw in row["frameworks"].values())
 
@@ -950,6 +1025,55 @@ def run_linear(args, data, y, result, use_torch):
             for note in row["notes"]:
                 print(f"       NOTE: {note}", flush=True)
     print(flush=True)
+
+
+def run_stream(args, data, y, result, use_torch):
+    """Online learning: the per-call cost of partial_fit on small chunks."""
+    from threadpoolctl import threadpool_limits
+    runners = [FastsgdStreamRunner(args.hidden, ALPHA, args.seed)]
+    if not args.no_sklearn:
+        runners.append(SklearnStreamRunner(args.hidden, ALPHA, args.seed))
+    if use_torch:
+        runners.append(TorchStreamRunner(args.hidden, ALPHA, args.seed))
+    names = [r.name for r in runners]
+    result["stream_frameworks"] = names
+    chunk = STREAM_CHUNK
+    calls = min(args.rows, STREAM_ROWS) // chunk
+    n = calls * chunk
+    lr = learning_rate_for(chunk)
+    print(f"--- online learning: partial_fit on {calls} consecutive {chunk}-row chunks "
+          f"(one batch each), {'-'.join(map(str, [N_FEATURES, *args.hidden, N_CLASSES]))}; "
+          f"the first call is not timed")
+    print(f"{'dtype':>8} {'thr':>3} | " + " | ".join(f"{nm + ' us/call':>20}" for nm in names)
+          + " | f/sklearn  f/torch")
+    for dtype in args.dtypes:
+        for threads in args.threads:
+            _set_torch_threads(threads)
+            with threadpool_limits(threads, "blas"):
+                fw, _ = run_group(runners, data[dtype][:n], y[:n], chunk, lr, 1, threads,
+                                  args.repeats)
+            for res in fw.values():
+                if res.get("seconds_median"):
+                    res["rows_per_s"] = (n - chunk) / res["seconds_median"]
+                    res["us_per_call"] = res["seconds_median"] / (calls - 1) * 1e6
+            f_rate = fw["fastsgd"].get("rows_per_s")
+            row = {"dtype": dtype, "threads": threads, "chunk_rows": chunk, "calls": calls,
+                   "n_rows": n, "learning_rate": lr, "frameworks": fw,
+                   "ratio_vs_sklearn": _ratio(f_rate, fw.get("scikit-learn", {}).get("rows_per_s")),
+                   "ratio_vs_torch": _ratio(f_rate, fw.get("torch", {}).get("rows_per_s")),
+                   "notes": _check_notes(fw, dtype)}
+            result["stream"].append(row)
+            print(f"{dtype:>8} {threads:>3} | " + " | ".join(
+                f"{_fmt_us(fw[nm].get('us_per_call')):>20}" for nm in names)
+                + f" | {_fmt_ratio(row['ratio_vs_sklearn']):>9} "
+                  f"{_fmt_ratio(row['ratio_vs_torch']):>8}", flush=True)
+            for note in row["notes"]:
+                print(f"       NOTE: {note}", flush=True)
+    print(flush=True)
+
+
+def _fmt_us(v):
+    return "-" if v is None else f"{v:,.0f}"
 
 
 def _write_outputs(args, result, stem):
