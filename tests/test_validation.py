@@ -49,6 +49,25 @@ def test_messages_are_scikit_learns(order, bad, message):
     assert str(ours.value).startswith(message)
 
 
+def test_threads_check_only_a_large_X(monkeypatch):
+    import fastsgd._validation as validation
+    calls = []
+
+    def spy(X, n_threads):
+        calls.append((X.size, n_threads))
+        return _engine.all_finite_rows(X, n_threads)
+
+    monkeypatch.setattr(validation, "_engine", type("E", (), {"all_finite_rows": staticmethod(spy)}))
+    big = np.zeros((validation.PARALLEL_CHECK_VALUES // 1000 + 1, 1000), np.float32)
+    small = big[:-2]
+    assert_all_finite(small, 2)
+    assert_all_finite(big, 2)
+    assert calls == [(small.size, 1), (big.size, 2)]
+    big[-1, -1] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        assert_all_finite(big, 2)
+
+
 def test_assume_finite_config_is_honoured():
     X = np.full((4, 2), np.nan)
     with sklearn.config_context(assume_finite=True):

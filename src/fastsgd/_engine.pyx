@@ -105,6 +105,9 @@ cdef dict _TUNING = dict(
     solo_wait_percent=25,    # master waiting > this % of its work: go solo
     probe_rows=64,           # batches up to this many rows measure team vs
                              #     alone (adapt_probe); 0: never
+    wake_guard=1,            # short calls after an idle gap run alone when
+                             #     the team would come too late (fsg_wake.h);
+                             #     0: always wake the team
 )
 
 
@@ -118,9 +121,9 @@ def set_tuning(**knobs):
     for key, value in knobs.items():
         if key not in _TUNING:
             raise KeyError(f"unknown tuning knob {key!r}")
-        if int(value) < (0 if key == "probe_rows" else 1):
-            raise ValueError(f"tuning knob {key!r} must be >= "
-                             f"{0 if key == 'probe_rows' else 1}")
+        least = 0 if key in ("probe_rows", "wake_guard") else 1
+        if int(value) < least:
+            raise ValueError(f"tuning knob {key!r} must be >= {least}")
         _TUNING[key] = int(value)
 
 
@@ -469,6 +472,36 @@ cdef extern from "fsg_team.h" nogil:
     void fsg_team_wait(fsg_team *t, int64_t n) noexcept
     int fsg_team_wait_work(fsg_team *t) noexcept
     void fsg_team_finish(fsg_team *t) noexcept
+
+# ---- waking the team for short work (csrc/fsg_wake.h has the why) ------------
+cdef extern from "fsg_wake.h" nogil:
+    ctypedef struct fsg_wake_state:
+        int64_t last_end_ns
+        int64_t wake_ns
+        int64_t solo_calls
+        int64_t team_calls
+    fsg_wake_state fsg_wake
+    int64_t fsg_now_ns() noexcept
+    int fsg_wake_worth(int64_t now, int64_t solo_ns, int n_threads) noexcept
+    void fsg_wake_arrived(int64_t *latest) noexcept
+    void fsg_wake_team_done(int64_t start, int64_t latest) noexcept
+
+
+def wake_stats():
+    """The process's record of waking its OpenMP team (see fsg_wake.h):
+    how late the last thread arrived after an idle gap, and how many calls
+    ran alone rather than wait for it."""
+    return dict(wake_ns=fsg_wake.wake_ns, solo_calls=fsg_wake.solo_calls,
+                team_calls=fsg_wake.team_calls, last_end_ns=fsg_wake.last_end_ns)
+
+
+def _set_wake_ns(int64_t value):
+    """Tests: pretend the team took `value` ns to arrive after idling."""
+    fsg_wake.wake_ns = value
+
+
+cdef double _predict_unit_ns = 0.0   # predict: one thread's ns per row per parameter
+
 
 cdef enum Phase:
     PHASE_SLICES = 1      # phase 1: row slices of the batch
@@ -924,6 +957,8 @@ cdef class Engine:
     cdef object _ws_dtype
     cdef Plan _plan
     cdef Adapt _adapt
+    cdef double _row_ns            # one thread's ns per row in the last call...
+    cdef Py_ssize_t _row_ns_batch  # ...at this batch size (0: none yet)
 
     def __init__(self, units, coef_offsets, intercept_offsets, int activation, int output):
         units = np.asarray(units, dtype=np.intp)
@@ -944,6 +979,8 @@ cdef class Engine:
         self._ws_rows = 0
         self._ws_threads = 0
         self._ws_dtype = None
+        self._row_ns = 0.0
+        self._row_ns_batch = 0
 
     cdef void _build_tasks(self, Py_ssize_t task_weights) except *:
         """Phase 2 tasks: blocks of about task_weights weights (whole rows of
@@ -1151,6 +1188,8 @@ cdef class Engine:
         cdef double total[1]
         cdef Work work
         cdef fsg_team team
+        cdef int64_t t_start, master_done[1], latest[1]
+        cdef bint team_call
 
         if params.shape[0] != self.n_params or velocity.shape[0] != self.n_params:
             raise ValueError("parameter slab does not match the network")
@@ -1175,7 +1214,6 @@ cdef class Engine:
             n_threads = 1
         n_threads = max(1, n_threads)
         self._reserve(batch_size, n_threads, np.asarray(X).dtype)
-        self._plan.n_threads = n_threads
         self._plan.slice_rows = _TUNING["slice_rows"]
         self._plan.small_rows = _TUNING["small_rows"]
         self._plan.fused_rows = _TUNING["fused_rows"]
@@ -1205,15 +1243,25 @@ cdef class Engine:
                                 state=ADAPT_TEAM, left=ADAPT_PROBE_BATCHES, t0=0.0,
                                 team_ns=0.0, run_solo=False, stretch=ADAPT_FIRST_STRETCH // 2,
                                 team_batches=0, solo_batches=0)
+        # a short call after an idle gap runs alone when the team would
+        # arrive after the work is done (fsg_wake.h); the team/alone probes
+        # (self._adapt) keep their measurements for the next team call
+        t_start = fsg_now_ns()
+        team_call = n_threads > 1
+        if team_call and _TUNING["wake_guard"] and self._row_ns_batch == batch_size:
+            team_call = fsg_wake_worth(t_start, <int64_t> (self._row_ns * n), n_threads)
+        self._plan.n_threads = n_threads if team_call else 1
         fsg_team_init(&team)
         status[0] = STATUS_OK
         done[0] = 0
         total[0] = 0.0
-        if n_threads == 1:
+        latest[0] = 0
+        if not team_call:
             with nogil:
                 status[0] = run_epoch(plan, &work, &team, ws, w_ptr, v_ptr, x_ptr, y_ptr, sw,
                                       order_ptr, n, batch_size, losses_ptr, done, total,
                                       &self._adapt)
+            master_done[0] = fsg_now_ns()
         else:
             # one region for the whole epoch: the master runs the loop and
             # the others serve its phases (no fork/join per batch)
@@ -1223,9 +1271,15 @@ cdef class Engine:
                     status[0] = run_epoch(plan, &work, &team, ws, w_ptr, v_ptr, x_ptr, y_ptr,
                                           sw, order_ptr, n, batch_size, losses_ptr, done,
                                           total, &self._adapt)
+                    master_done[0] = fsg_now_ns()
                     fsg_team_finish(&team)
                 else:
+                    fsg_wake_arrived(&latest[0])
                     serve(plan, &work, &team, tid, ws, w_ptr, v_ptr)
+            fsg_wake_team_done(t_start, latest[0])
+        # one thread's time per row, at most (a team's wall time x its size)
+        self._row_ns = (master_done[0] - t_start) / <double> n * (n_threads if team_call else 1)
+        self._row_ns_batch = batch_size
         if status[0] == STATUS_INTERRUPTED:
             raise_pending()
         return status[0], done[0], total[0]
@@ -1250,6 +1304,9 @@ def predict(units, coef_offsets, intercept_offsets, int activation, int output,
     cdef const floating *a
     cdef floating *z
     cdef Plan plan
+    cdef int64_t t_start, t0, latest[1]
+    cdef double work_ns = 0.0
+    global _predict_unit_ns
     for i in range(L):
         n_params += units_v[i] * units_v[i + 1] + units_v[i + 1]
     if params.shape[0] != n_params:
@@ -1262,14 +1319,25 @@ def predict(units, coef_offsets, intercept_offsets, int activation, int output,
         width = max(width, units_v[i])
     width = _align(width * slice_rows)
     n_threads = max(1, min(n_threads, n_slices))
+    # a short prediction after an idle gap runs alone when the team would
+    # arrive after it is done (fsg_wake.h)
+    t_start = fsg_now_ns()
+    if (n_threads > 1 and _TUNING["wake_guard"]
+            and not fsg_wake_worth(t_start, <int64_t> (_predict_unit_ns * n * n_params),
+                                   n_threads)):
+        n_threads = 1
+    latest[0] = 0
     scratch_arr = np.empty(2 * width * n_threads, dtype=np.asarray(X).dtype)
     cdef floating[::1] scratch = scratch_arr
     plan.small_rows = _TUNING["small_rows"]
 
     with nogil, parallel(num_threads=n_threads, use_threads_if=n_threads > 1):
         tid = omp_get_thread_num()
+        if tid != 0:
+            fsg_wake_arrived(&latest[0])
         buf = &scratch[0] + 2 * width * tid
         for s in prange(n_slices, schedule='dynamic'):
+            t0 = fsg_now_ns()
             r0 = s * slice_rows
             r1 = min(r0 + slice_rows, n)
             a = &X[r0, 0]
@@ -1286,6 +1354,10 @@ def predict(units, coef_offsets, intercept_offsets, int activation, int output,
                 else:
                     output_forward(z, &params[icpt_off[i]], r1 - r0, H, output)
                 a = z
+            work_ns += fsg_now_ns() - t0   # (a reduction: every thread's work)
+    if n_threads > 1:
+        fsg_wake_team_done(t_start, latest[0])
+    _predict_unit_ns = work_ns / (<double> n * n_params)
 
 
 def all_finite_rows(const floating[:, ::1] X not None, int n_threads=1):

@@ -1,0 +1,120 @@
+"""The wake guard (csrc/fsg_wake.h): after an idle gap, a call whose work
+would be over before the OpenMP team had woken up runs on the calling
+thread alone; now and then the team is woken anyway to measure again.  The
+numbers never depend on it."""
+
+import time
+
+import numpy as np
+import pytest
+
+import fastsgd
+from fastsgd import _engine
+from fastsgd._params import ParamLayout
+
+LAYOUT = ParamLayout([40, 64, 5])
+HUGE = 10**15  # ns: a team that never comes in time
+
+
+@pytest.fixture
+def wake():
+    """Restore the tuning knobs and the process-wide wake record."""
+    saved = _engine.get_tuning()
+    yield
+    _engine.set_tuning(**saved)
+    _engine._set_wake_ns(0)
+
+
+def _pause():
+    time.sleep(0.003)  # an idle gap: longer than FSG_WAKE_IDLE_NS (1 ms)
+
+
+def _data(n=48):
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(n, 40))
+    Y = np.eye(5)[rng.randint(5, size=n)]
+    return X, Y, LAYOUT.glorot_init(rng, "relu", np.float64)
+
+
+def _engine_for():
+    return _engine.Engine(LAYOUT.units, LAYOUT.coef_offsets, LAYOUT.intercept_offsets, 3, 3)
+
+
+def _train(engine, w, v, X, Y, n_threads):
+    return engine.train_epoch(w, v, X, Y, np.empty(0), np.empty(0, dtype=np.int64), 8, 0.01,
+                              0.9, True, 1e-4, n_threads, np.empty(X.shape[0]))
+
+
+def _delta(before):
+    after = _engine.wake_stats()
+    return after["solo_calls"] - before["solo_calls"], after["team_calls"] - before["team_calls"]
+
+
+def test_short_calls_after_a_pause_run_alone_with_the_same_numbers(wake):
+    _engine.set_tuning(parallel_min_work=1)
+    X, Y, w0 = _data()
+    w1, v1 = w0.copy(), np.zeros_like(w0)
+    w2, v2 = w0.copy(), np.zeros_like(w0)
+    one, team = _engine_for(), _engine_for()
+    _train(one, w1, v1, X, Y, 1)
+    _train(team, w2, v2, X, Y, 2)   # no record of this engine yet: the team runs
+    before = _engine.wake_stats()
+    for _ in range(3):
+        _pause()
+        _train(one, w1, v1, X, Y, 1)
+        _engine._set_wake_ns(HUGE)   # (a re-measuring team call would lower it)
+        _pause()
+        _train(team, w2, v2, X, Y, 2)
+    solo, woken = _delta(before)
+    # at most one of three decisions is a re-measuring one
+    assert solo == 3 and woken <= 1
+    np.testing.assert_array_equal(w1, w2)
+    np.testing.assert_array_equal(v1, v2)
+
+
+def test_the_team_is_woken_every_64_decisions_to_measure_again(wake):
+    _engine.set_tuning(parallel_min_work=1)
+    X, Y, w = _data(16)
+    v = np.zeros_like(w)
+    engine = _engine_for()
+    _train(engine, w, v, X, Y, 2)
+    woken = 0
+    for _ in range(64):
+        _engine._set_wake_ns(HUGE)   # a team call measures it anew
+        before = _engine.wake_stats()
+        _pause()
+        _train(engine, w, v, X, Y, 2)
+        woken += _delta(before)[1]
+    assert woken == 1
+
+
+@pytest.mark.parametrize("knob, wake_ns, pause", [(1, 1, True), (0, HUGE, True), (1, HUGE, False)],
+                         ids=["work-longer-than-the-wake", "guard-off", "no-pause"])
+def test_the_team_runs_when_it_is_worth_waking(wake, knob, wake_ns, pause):
+    _engine.set_tuning(parallel_min_work=1, wake_guard=knob)
+    X, Y, w = _data()
+    v = np.zeros_like(w)
+    engine = _engine_for()
+    _train(engine, w, v, X, Y, 2)
+    if pause:
+        _pause()
+    _engine._set_wake_ns(wake_ns)
+    before = _engine.wake_stats()
+    _train(engine, w, v, X, Y, 2)
+    assert _delta(before)[1] == 1
+
+
+def test_short_predictions_after_a_pause_run_alone(wake):
+    rng = np.random.RandomState(1)
+    X, y = rng.normal(size=(300, 6)), rng.randint(3, size=300)
+    est = fastsgd.MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0,
+                                n_threads=2)
+    est.set_params(n_threads=2).partial_fit(X, y, classes=[0, 1, 2])
+    expected = est.predict_proba(X)   # a team call: the cost per row is known now
+    before = _engine.wake_stats()
+    for _ in range(3):
+        _engine._set_wake_ns(HUGE)
+        _pause()
+        np.testing.assert_array_equal(est.predict_proba(X), expected)
+    solo, woken = _delta(before)
+    assert solo == 3 and woken <= 1
