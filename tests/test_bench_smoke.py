@@ -73,12 +73,15 @@ def test_bench_quick(tmp_path):
         assert linear[0]["frameworks"][name]["rows_per_s"] > 0, name
     assert result["machine"]["fastsgd_build"]["openmp"] in (True, False)
     stream = result["stream"]
-    assert [(r["dtype"], r["threads"]) for r in stream] == [("float32", 1)]
+    assert [(r["dtype"], r["threads"]) for r in stream] == [("float32", 1)] * 2
     assert stream[0]["calls"] == 62 and stream[0]["chunk_rows"] == 32
-    for name in frameworks:
-        fw = stream[0]["frameworks"][name]
-        assert "error" not in fw, fw
-        assert fw["us_per_call"] > 0 and fw["loss_finite"], fw
+    assert stream[1]["calls"] == 17 and stream[1]["pause_ms"] == 50
+    for row in stream:
+        for name in frameworks:
+            fw = row["frameworks"][name]
+            assert "error" not in fw, fw
+            assert fw["us_per_call"] > 0 and fw["loss_finite"], fw
+    assert len(stream[1]["frameworks"]["fastsgd"]["call_seconds_all"]) == 16
     # the two estimators trained the same stream to the same weights
     assert stream[0]["frameworks"]["fastsgd"]["max_abs_weight_diff_vs_sklearn"] < 1e-5
 

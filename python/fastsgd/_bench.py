@@ -39,7 +39,9 @@ Method
   chunks of the first 4,000 rows, one batch per call.  The first call (it
   initialises the model) is made before the timer; the rest are timed, with
   their input checks.  PyTorch's counterpart of a call: the chunk's arrays
-  become tensors, then one shuffled epoch of the same loop as above.
+  become tensors, then one shuffled epoch of the same loop as above.  One
+  more row (float32, the most threads) has the chunks arrive 50 ms apart,
+  as from a sensor or a queue: 16 timed calls, the median call reported.
 
 ``python -m fastsgd bench --help`` lists the options.  Heavy imports (torch,
 matplotlib, scikit-learn) happen inside functions.
@@ -70,6 +72,8 @@ SLOW_BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 LINEAR_ROWS = 5000
 STREAM_ROWS = 4000   # online learning: partial_fit on consecutive chunks
 STREAM_CHUNK = 32
+STREAM_PAUSED_CALLS = 16    # ...and chunks that arrive STREAM_PAUSE_S apart
+STREAM_PAUSE_S = 0.05
 MEMORY_ROWS = 1_000_000
 MEMORY_FEATURES = 100
 MEMORY_HIDDEN = (32,)
@@ -274,7 +278,8 @@ class TorchRunner:
 class _StreamMixin:
     """Online learning: partial_fit on consecutive chunks of batch_size
     rows.  setup makes the first call (it initialises the model); run makes
-    the others."""
+    the others, `pause` seconds apart, each call timed into `call_seconds`."""
+    pause = 0.0
 
     def setup(self, X, y, batch_size, lr, epochs, threads):
         import numpy as np
@@ -285,7 +290,14 @@ class _StreamMixin:
     def run(self, est, X, y):
         chunk = est.batch_size
         for i in range(chunk, X.shape[0], chunk):
-            est.partial_fit(X[i:i + chunk], y[i:i + chunk])
+            self.call(lambda: est.partial_fit(X[i:i + chunk], y[i:i + chunk]))
+
+    def call(self, fn):
+        if self.pause:
+            time.sleep(self.pause)
+        start = time.perf_counter()
+        fn()
+        self.__dict__.setdefault("call_seconds", []).append(time.perf_counter() - start)
 
 
 class FastsgdStreamRunner(_StreamMixin, FastsgdRunner):
@@ -296,12 +308,12 @@ class SklearnStreamRunner(_StreamMixin, SklearnMLPRunner):
     pass
 
 
-class TorchStreamRunner(TorchRunner):
+class TorchStreamRunner(_StreamMixin, TorchRunner):
     """PyTorch's partial_fit: the chunk's numpy arrays become tensors, then
     one shuffled epoch of TorchRunner's loop over them."""
 
     def setup(self, X, y, batch_size, lr, epochs, threads):
-        state = super().setup(X, y, batch_size, lr, epochs, threads)
+        state = TorchRunner.setup(self, X, y, batch_size, lr, epochs, threads)
         self.partial_fit(state, X[:batch_size], y[:batch_size])
         return state
 
@@ -313,7 +325,7 @@ class TorchStreamRunner(TorchRunner):
     def run(self, state, X, y):
         chunk = state["batch_size"]
         for i in range(chunk, X.shape[0], chunk):
-            self.partial_fit(state, X[i:i + chunk], y[i:i + chunk])
+            self.call(lambda: self.partial_fit(state, X[i:i + chunk], y[i:i + chunk]))
 
 
 # -------------------------------------------------------------- machinery
@@ -676,12 +688,14 @@ def write_markdown(path, result):
         lines += [f"## Online learning: partial_fit on {first['calls']} consecutive "
                   f"{first['chunk_rows']}-row chunks", "",
                   "One batch per call; the first call (initialisation) is not timed; each "
-                  "call's input checks are.", ""]
-        head = (["dtype", "threads"] + [f"{n} µs/call" for n in st_names]
+                  "call's input checks are.  Without pauses: total time / calls; with "
+                  "pauses (chunks arriving apart, the last row): the median call.", ""]
+        head = (["dtype", "threads", "calls", "pause"] + [f"{n} µs/call" for n in st_names]
                 + ["fastsgd/scikit-learn", "fastsgd/torch"])
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for row in result["stream"]:
-            cells = [row["dtype"], str(row["threads"])]
+            cells = [row["dtype"], str(row["threads"]), str(row["calls"]),
+                     f"{row['pause_ms']:.0f} ms" if row.get("pause_ms") else "none"]
             cells += [_fmt_us(row["frameworks"].get(n, {}).get("us_per_call")) for n in st_names]
             cells += [_fmt_ratio(row["ratio_vs_sklearn"]), _fmt_ratio(row["ratio_vs_torch"])]
             lines.append("| " + " | ".join(cells) + " |")
@@ -1062,14 +1076,45 @@ def run_stream(args, data, y, result, use_torch):
                    "ratio_vs_sklearn": _ratio(f_rate, fw.get("scikit-learn", {}).get("rows_per_s")),
                    "ratio_vs_torch": _ratio(f_rate, fw.get("torch", {}).get("rows_per_s")),
                    "notes": _check_notes(fw, dtype)}
-            result["stream"].append(row)
-            print(f"{dtype:>8} {threads:>3} | " + " | ".join(
-                f"{_fmt_us(fw[nm].get('us_per_call')):>20}" for nm in names)
-                + f" | {_fmt_ratio(row['ratio_vs_sklearn']):>9} "
-                  f"{_fmt_ratio(row['ratio_vs_torch']):>8}", flush=True)
-            for note in row["notes"]:
-                print(f"       NOTE: {note}", flush=True)
+            _stream_row(result, row, names)
+    # chunks that arrive 50 ms apart (a sensor, a queue): each call starts
+    # on caches and threads that have gone cold; median of the calls
+    dtype, threads = ("float32" if "float32" in args.dtypes else args.dtypes[0]), max(args.threads)
+    n = (STREAM_PAUSED_CALLS + 1) * chunk
+    for r in runners:
+        r.pause, r.call_seconds = STREAM_PAUSE_S, []
+    _set_torch_threads(threads)
+    with threadpool_limits(threads, "blas"):
+        fw, _ = run_group(runners, data[dtype][:n], y[:n], chunk, lr, 1, threads,
+                          max(1, min(args.repeats, 3)), warmup=False)
+    for r in runners:
+        res = fw[r.name]
+        if r.call_seconds and "error" not in res:
+            med = statistics.median(r.call_seconds)
+            res.update(us_per_call=med * 1e6, rows_per_s=chunk / med,
+                       call_seconds_all=r.call_seconds)
+        r.pause = 0.0
+    f_rate = fw["fastsgd"].get("rows_per_s")
+    row = {"dtype": dtype, "threads": threads, "chunk_rows": chunk, "calls": n // chunk,
+           "n_rows": n, "learning_rate": lr, "pause_ms": STREAM_PAUSE_S * 1e3,
+           "frameworks": fw,
+           "ratio_vs_sklearn": _ratio(f_rate, fw.get("scikit-learn", {}).get("rows_per_s")),
+           "ratio_vs_torch": _ratio(f_rate, fw.get("torch", {}).get("rows_per_s")),
+           "notes": _check_notes(fw, dtype)}
+    _stream_row(result, row, names)
     print(flush=True)
+
+
+def _stream_row(result, row, names):
+    result["stream"].append(row)
+    fw = row["frameworks"]
+    pause = f" {row['pause_ms']:.0f} ms apart" if row.get("pause_ms") else ""
+    print(f"{row['dtype']:>8} {row['threads']:>3} | " + " | ".join(
+        f"{_fmt_us(fw[nm].get('us_per_call')):>20}" for nm in names)
+        + f" | {_fmt_ratio(row['ratio_vs_sklearn']):>9} "
+          f"{_fmt_ratio(row['ratio_vs_torch']):>8}{pause}", flush=True)
+    for note in row["notes"]:
+        print(f"       NOTE: {note}", flush=True)
 
 
 def _fmt_us(v):
