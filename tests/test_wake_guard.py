@@ -118,3 +118,17 @@ def test_short_predictions_after_a_pause_run_alone(wake):
         np.testing.assert_array_equal(est.predict_proba(X), expected)
     solo, woken = _delta(before)
     assert solo == 3 and woken <= 1
+
+
+def test_short_finite_checks_after_a_pause_run_alone(wake):
+    X = np.zeros((600, 500))   # 300,000 values: five chunks
+    assert _engine.all_finite_rows(X, 2)   # a team call: the cost per value is known now
+    before = _engine.wake_stats()
+    for bad in (None, np.nan, np.inf):
+        if bad is not None:
+            X[-1, -1] = bad
+        _engine._set_wake_ns(HUGE)
+        _pause()
+        assert _engine.all_finite_rows(X, 2) == (bad is None)
+    solo, woken = _delta(before)
+    assert solo == 3 and woken <= 1

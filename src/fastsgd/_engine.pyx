@@ -501,6 +501,7 @@ def _set_wake_ns(int64_t value):
 
 
 cdef double _predict_unit_ns = 0.0   # predict: one thread's ns per row per parameter
+cdef double _check_value_ns = 0.0     # all_finite_rows: one thread's ns per value
 
 
 cdef enum Phase:
@@ -1363,20 +1364,35 @@ def predict(units, coef_offsets, intercept_offsets, int activation, int output,
 def all_finite_rows(const floating[:, ::1] X not None, int n_threads=1):
     """True when every value of the C-contiguous matrix X is finite.  The
     input check of fit/predict: X is usually far bigger than the caches, so
-    the pass is memory-bound and two cores read it faster than one."""
+    the pass is memory-bound and two cores read it faster than one (unless
+    the team would wake too late, see fsg_wake.h)."""
     cdef Py_ssize_t n = X.shape[0] * X.shape[1]
     cdef Py_ssize_t chunk = 1 << 16, n_chunks = (n + chunk - 1) // chunk, c
     cdef const floating *x
     cdef int bad = 0
+    cdef int64_t t_start, t0, latest[1]
+    cdef double work_ns = 0.0
+    global _check_value_ns
     if n == 0:
         return True
     x = &X[0, 0]
     n_threads = max(1, min(n_threads, n_chunks))
-    with nogil:
-        for c in prange(n_chunks, schedule='dynamic', num_threads=n_threads,
-                        use_threads_if=n_threads > 1):
+    t_start = fsg_now_ns()
+    if (n_threads > 1 and _TUNING["wake_guard"]
+            and not fsg_wake_worth(t_start, <int64_t> (_check_value_ns * n), n_threads)):
+        n_threads = 1
+    latest[0] = 0
+    with nogil, parallel(num_threads=n_threads, use_threads_if=n_threads > 1):
+        if omp_get_thread_num() != 0:
+            fsg_wake_arrived(&latest[0])
+        for c in prange(n_chunks, schedule='dynamic'):
+            t0 = fsg_now_ns()
             if not all_finite(x + c * chunk, min(chunk, n - c * chunk)):
                 bad += 1
+            work_ns += fsg_now_ns() - t0   # (a reduction: every thread's work)
+    if n_threads > 1:
+        fsg_wake_team_done(t_start, latest[0])
+    _check_value_ns = work_ns / n
     return bad == 0
 
 
