@@ -132,3 +132,17 @@ def test_short_finite_checks_after_a_pause_run_alone(wake):
         assert _engine.all_finite_rows(X, 2) == (bad is None)
     solo, woken = _delta(before)
     assert solo == 3 and woken <= 1
+
+
+def test_a_new_engine_is_judged_by_the_last_calls_cost(wake):
+    _engine.set_tuning(parallel_min_work=1)
+    X, Y, w = _data()
+    v = np.zeros_like(w)
+    _train(_engine_for(), w, v, X, Y, 2)   # any engine's call gives the cost per row
+    before = _engine.wake_stats()
+    for _ in range(3):
+        _engine._set_wake_ns(HUGE)
+        _pause()
+        _train(_engine_for(), w, v, X, Y, 2)   # no record of its own
+    solo, woken = _delta(before)
+    assert solo == 3 and woken <= 1

@@ -502,6 +502,7 @@ def _set_wake_ns(int64_t value):
 
 cdef double _predict_unit_ns = 0.0   # predict: one thread's ns per row per parameter
 cdef double _check_value_ns = 0.0     # all_finite_rows: one thread's ns per value
+cdef double _train_unit_ns = 0.0      # train_epoch, any engine: ns per row per parameter
 
 
 cdef enum Phase:
@@ -1191,6 +1192,8 @@ cdef class Engine:
         cdef fsg_team team
         cdef int64_t t_start, master_done[1], latest[1]
         cdef bint team_call
+        cdef double solo_ns
+        global _train_unit_ns
 
         if params.shape[0] != self.n_params or velocity.shape[0] != self.n_params:
             raise ValueError("parameter slab does not match the network")
@@ -1247,10 +1250,14 @@ cdef class Engine:
         # a short call after an idle gap runs alone when the team would
         # arrive after the work is done (fsg_wake.h); the team/alone probes
         # (self._adapt) keep their measurements for the next team call
+        # (this engine's last call at this batch size tells the cost best;
+        # else the last call of any engine, per row and parameter)
         t_start = fsg_now_ns()
         team_call = n_threads > 1
-        if team_call and _TUNING["wake_guard"] and self._row_ns_batch == batch_size:
-            team_call = fsg_wake_worth(t_start, <int64_t> (self._row_ns * n), n_threads)
+        if team_call and _TUNING["wake_guard"]:
+            solo_ns = (self._row_ns * n if self._row_ns_batch == batch_size
+                       else _train_unit_ns * n * self.n_params)
+            team_call = fsg_wake_worth(t_start, <int64_t> solo_ns, n_threads)
         self._plan.n_threads = n_threads if team_call else 1
         fsg_team_init(&team)
         status[0] = STATUS_OK
@@ -1281,6 +1288,7 @@ cdef class Engine:
         # one thread's time per row, at most (a team's wall time x its size)
         self._row_ns = (master_done[0] - t_start) / <double> n * (n_threads if team_call else 1)
         self._row_ns_batch = batch_size
+        _train_unit_ns = self._row_ns / self.n_params
         if status[0] == STATUS_INTERRUPTED:
             raise_pending()
         return status[0], done[0], total[0]
