@@ -1,5 +1,6 @@
-"""predict_proba on 100,000 rows: fastsgd vs scikit-learn (and PyTorch), the
-same 784-128-10 weights in each, one benchmark group per dtype.
+"""predict_proba on 100,000 rows, and predict on one row (what serving a
+request costs: input checks included): fastsgd vs scikit-learn (and
+PyTorch), the same 784-128-10 weights in each, one benchmark group per dtype.
 
 The weights come from a short fastsgd fit and are copied into the
 scikit-learn and PyTorch models; each bench first checks that its
@@ -111,3 +112,26 @@ def test_torch_predict_proba(benchmark, models, predict_data, blas_threads, dtyp
     _record(benchmark, X, dtype, blas_threads)
     benchmark.pedantic(predict_proba, rounds=3, warmup_rounds=1)
     _rows_per_s(benchmark, X)
+
+
+def _one_row_params():
+    return [pytest.param(d, id=d, marks=pytest.mark.benchmark(group=f"predict one row {d}"))
+            for d in DTYPES]
+
+
+@pytest.mark.parametrize("dtype", _one_row_params())
+def test_fastsgd_predict_one_row(benchmark, models, predict_data, blas_threads, dtype):
+    fast, ref = models(dtype)
+    row = predict_data[dtype][:1]
+    assert fast.predict(row) == ref.predict(row)
+    benchmark.extra_info.update(rows=1, dtype=dtype, threads=blas_threads)
+    benchmark(fast.predict, row)
+
+
+@pytest.mark.parametrize("dtype", _one_row_params())
+def test_sklearn_predict_one_row(benchmark, models, predict_data, blas_threads, dtype):
+    fast, ref = models(dtype)
+    row = predict_data[dtype][:1]
+    assert ref.predict(row) == fast.predict(row)
+    benchmark.extra_info.update(rows=1, dtype=dtype, threads=blas_threads)
+    benchmark(ref.predict, row)
