@@ -1070,13 +1070,8 @@ def run_stream(args, data, y, result, use_torch):
                 if res.get("seconds_median"):
                     res["rows_per_s"] = (n - chunk) / res["seconds_median"]
                     res["us_per_call"] = res["seconds_median"] / (calls - 1) * 1e6
-            f_rate = fw["fastsgd"].get("rows_per_s")
-            row = {"dtype": dtype, "threads": threads, "chunk_rows": chunk, "calls": calls,
-                   "n_rows": n, "learning_rate": lr, "frameworks": fw,
-                   "ratio_vs_sklearn": _ratio(f_rate, fw.get("scikit-learn", {}).get("rows_per_s")),
-                   "ratio_vs_torch": _ratio(f_rate, fw.get("torch", {}).get("rows_per_s")),
-                   "notes": _check_notes(fw, dtype)}
-            _stream_row(result, row, names)
+            _stream_row(result, names, fw, dtype=dtype, threads=threads, chunk_rows=chunk,
+                        calls=calls, n_rows=n, learning_rate=lr)
     # chunks that arrive 50 ms apart (a sensor, a queue): each call starts
     # on caches and threads that have gone cold; median of the calls
     dtype, threads = ("float32" if "float32" in args.dtypes else args.dtypes[0]), max(args.threads)
@@ -1094,20 +1089,20 @@ def run_stream(args, data, y, result, use_torch):
             res.update(us_per_call=med * 1e6, rows_per_s=chunk / med,
                        call_seconds_all=r.call_seconds)
         r.pause = 0.0
-    f_rate = fw["fastsgd"].get("rows_per_s")
-    row = {"dtype": dtype, "threads": threads, "chunk_rows": chunk, "calls": n // chunk,
-           "n_rows": n, "learning_rate": lr, "pause_ms": STREAM_PAUSE_S * 1e3,
-           "frameworks": fw,
-           "ratio_vs_sklearn": _ratio(f_rate, fw.get("scikit-learn", {}).get("rows_per_s")),
-           "ratio_vs_torch": _ratio(f_rate, fw.get("torch", {}).get("rows_per_s")),
-           "notes": _check_notes(fw, dtype)}
-    _stream_row(result, row, names)
+    _stream_row(result, names, fw, dtype=dtype, threads=threads, chunk_rows=chunk,
+                calls=n // chunk, n_rows=n, learning_rate=lr, pause_ms=STREAM_PAUSE_S * 1e3)
     print(flush=True)
 
 
-def _stream_row(result, row, names):
+def _stream_row(result, names, fw, **fields):
+    """Record one stream row (fields + the frameworks' results and the
+    ratios) and print it."""
+    f_rate = fw["fastsgd"].get("rows_per_s")
+    row = dict(fields, frameworks=fw,
+               ratio_vs_sklearn=_ratio(f_rate, fw.get("scikit-learn", {}).get("rows_per_s")),
+               ratio_vs_torch=_ratio(f_rate, fw.get("torch", {}).get("rows_per_s")),
+               notes=_check_notes(fw, fields["dtype"]))
     result["stream"].append(row)
-    fw = row["frameworks"]
     pause = f" {row['pause_ms']:.0f} ms apart" if row.get("pause_ms") else ""
     print(f"{row['dtype']:>8} {row['threads']:>3} | " + " | ".join(
         f"{_fmt_us(fw[nm].get('us_per_call')):>20}" for nm in names)

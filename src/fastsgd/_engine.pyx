@@ -48,7 +48,6 @@ from libc.math cimport isfinite
 from libc.string cimport memcpy
 from libc.stdint cimport int64_t
 from cpython.exc cimport PyErr_CheckSignals
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import numpy as np
 
@@ -837,9 +836,7 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
 
 
 cdef inline double now_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec * 1e9 + ts.tv_nsec
+    return <double> fsg_now_ns()   # the monotonic clock of fsg_wake.h
 
 
 cdef void adapt_probe(const Plan *p, Adapt *ad, Work *w) noexcept nogil:
