@@ -86,6 +86,11 @@ enum fsg_output {
                                  fsg_idx B, fsg_idx F, fsg_idx H);             \
     /* out (n) += x (n) */                                                     \
     void fsg_accumulate_##S(T *out, const T *x, fsg_idx n);                    \
+    /* out (n) <- x[0:n] + x[stride:stride+n] + ... (m blocks), added in      \
+     * block order: the rounding of a copy and m-1 accumulates, but each value \
+     * is read once and out written once */                                    \
+    void fsg_sum_blocks_##S(T *out, const T *x, fsg_idx stride, fsg_idx m,     \
+                            fsg_idx n);                                        \
     /* out (n) <- x (n) */                                                     \
     void fsg_copy_##S(T *out, const T *x, fsg_idx n);                          \
     /* out (B, F) <- rows idx[0..B) of x (n, F) */                             \
@@ -97,9 +102,10 @@ enum fsg_output {
 FSG_DECLARE_KERNELS(float, f32)
 FSG_DECLARE_KERNELS(double, f64)
 
-/* ask for rows idx[0..B) of x (rows row_bytes apart) to be brought into
- * cache ahead of a gather */
-void fsg_prefetch_rows(const void *x, const int64_t *idx, fsg_idx B, size_t row_bytes);
+/* ask for bytes [first, first + count) of rows idx[0..B) of x (rows
+ * row_bytes apart) to be brought into cache ahead of a gather */
+void fsg_prefetch_rows(const void *x, const int64_t *idx, fsg_idx B, size_t row_bytes,
+                       size_t first, size_t count);
 
 /* which SIMD variant of the kernels this CPU runs ("avx512", "avx2",
  * "baseline"), and whether function multi-versioning was compiled in */

@@ -83,12 +83,14 @@ typedef int64_t fsg_vi64 __attribute__((vector_size(64)));
 #undef FSG_TANH
 #undef FSG_EPS
 
-void fsg_prefetch_rows(const void *x, const int64_t *idx, fsg_idx B, size_t row_bytes) {
-    /* one prefetch per cache line of each row */
+void fsg_prefetch_rows(const void *x, const int64_t *idx, fsg_idx B, size_t row_bytes,
+                       size_t first, size_t count) {
+    /* one prefetch per cache line the range touches */
     const char *base = (const char *)x;
+    size_t start = first & ~(size_t)63, end = first + count;
     for (fsg_idx b = 0; b < B; b++) {
         const char *row = base + (size_t)idx[b] * row_bytes;
-        for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(row + off, 0, 3);
+        for (size_t off = start; off < end; off += 64) __builtin_prefetch(row + off, 0, 3);
     }
 }
 

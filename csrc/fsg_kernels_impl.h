@@ -556,6 +556,21 @@ FSG_HOT void FN(fsg_accumulate)(T *FSG_RESTRICT out, const T *FSG_RESTRICT x, fs
     for (fsg_idx i = 0; i < n; i++) out[i] += x[i];
 }
 
+FSG_HOT void FN(fsg_sum_blocks)(T *FSG_RESTRICT out, const T *FSG_RESTRICT x, fsg_idx stride,
+                                fsg_idx m, fsg_idx n) {
+    /* a chunk of out stays in L1 while every block adds its piece to it */
+    enum { CHUNK = 2048 / sizeof(T) };
+    for (fsg_idx j0 = 0; j0 < n; j0 += CHUNK) {
+        fsg_idx len = n - j0 < CHUNK ? n - j0 : CHUNK;
+        T *FSG_RESTRICT o = out + j0;
+        memcpy(o, x + j0, (size_t)len * sizeof(T));
+        for (fsg_idx k = 1; k < m; k++) {
+            const T *FSG_RESTRICT xk = x + k * stride + j0;
+            for (fsg_idx j = 0; j < len; j++) o[j] += xk[j];
+        }
+    }
+}
+
 void FN(fsg_copy)(T *FSG_RESTRICT out, const T *FSG_RESTRICT x, fsg_idx n) {
     memcpy(out, x, (size_t)n * sizeof(T));
 }

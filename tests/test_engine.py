@@ -44,13 +44,24 @@ def test_results_bitwise_identical_for_any_thread_count(batch_size, dtype):
     _assert_bitwise_equal(one, two)
 
 
+# how small batches are split: every layer by weights; or only the first
+# (64 x 128 weights), the rest in row chunks (PHASE_TAIL) of 3 rows, also
+# for batches of 200 rows
+SPLITS = {
+    "every-layer": dict(split_min_weights=64),
+    "first-layer-then-rows": dict(split_min_weights=8192, tail_rows=3, split_rows=256),
+}
+
+
+@pytest.mark.parametrize("split", list(SPLITS))
 @pytest.mark.parametrize("shuffle", [True, False])
 @pytest.mark.parametrize("batch_size", [1, 5, 32, 200])
-def test_threads_forced_on_tiny_work_still_bitwise_identical(tuning, batch_size, shuffle):
+def test_threads_forced_on_tiny_work_still_bitwise_identical(tuning, batch_size, shuffle,
+                                                             split):
     # threads split even the smallest batches: the partition into slices and
     # tasks must still not depend on the thread count
     tuning(parallel_min_work=1, slice_rows=16, task_weights=512, task_bytes_small=1024,
-           split_min_weights=64)
+           **SPLITS[split])
     one = _fit(1, batch_size, shuffle=shuffle)
     two = _fit(2, batch_size, shuffle=shuffle)
     three = _fit(3, batch_size, shuffle=shuffle)

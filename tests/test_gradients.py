@@ -51,6 +51,9 @@ PATHS = {
     "default": {},
     "split-small-kernels": dict(split_min_weights=1, small_rows=100, fused_rows=100),
     "blas": dict(small_rows=1, fused_rows=1, split_rows=1),
+    # only the first layer (5 x 41) split by weights, the rest by row chunks
+    # of 5 (B=12: 5, 5, 2), also at B=70
+    "split-first-then-rows": dict(split_min_weights=200, tail_rows=5, split_rows=100),
     # large-batch path: gradients formed slice by slice into group buffers
     # (B=70: 12 slices of 6 rows in 4 groups of 3)
     "accumulate-groups": dict(split_rows=1, accumulate_rows=2, slice_rows=8, max_groups=4),

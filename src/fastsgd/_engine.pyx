@@ -54,9 +54,9 @@ import numpy as np
 from fastsgd._blas cimport gemm
 from fastsgd._kernels cimport (
     FSG_OUT_SQUARED, activation_backward, all_finite, bias_activation,
-    accumulate, column_sum, copy_into, fsg_kernel_isa, fsg_kernel_multiversioned, gather_rows,
+    accumulate, column_sum, fsg_kernel_isa, fsg_kernel_multiversioned, gather_rows,
     outer_update, outer_update_next, output_forward, output_loss_delta, sgd_update,
-    small_matmul, small_matmul_bt, fsg_prefetch_rows,
+    small_matmul, small_matmul_bt, fsg_prefetch_rows, sum_blocks,
 )
 from fastsgd._openmp cimport (
     FSG_OPENMP_ENABLED, omp_get_max_threads, omp_get_num_procs,
@@ -98,6 +98,9 @@ cdef dict _TUNING = dict(
                              #     into the update (layers >= one vector wide)
     split_rows=64,           # batches up to this many rows split phase 1 by
     split_min_weights=16384, #     weights, for layers with this many weights
+    tail_rows=4,             # ... and, when only the first layer is that big,
+                             #     finish the forward/backward in row chunks
+                             #     of this many rows, shared by the team
     parallel_min_work=1 << 15,  # rows * parameters below which 1 thread runs
     predict_rows=128,        # rows per prediction slice
     signal_every=256,        # batches between Ctrl-C checks
@@ -180,6 +183,8 @@ cdef struct Plan:
     Py_ssize_t fused_rows
     Py_ssize_t split_rows
     Py_ssize_t split_min_weights
+    bint small_tail              # split batches: only layer 0 is split, the
+    Py_ssize_t tail_rows         #     rest runs in row chunks (PHASE_TAIL)
     Py_ssize_t parallel_min_work
     Py_ssize_t signal_every
     Py_ssize_t solo_wait_percent
@@ -221,13 +226,15 @@ cdef inline void matmul_bt(const Plan *p, floating *out, Py_ssize_t ldo, const f
 cdef double forward_backward_slice(
         const Plan *p, floating *ws, const floating *params,
         const floating *X, const floating *Y, const floating *sw,
-        const int64_t *rows, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
+        const int64_t *rows, Py_ssize_t r0, Py_ssize_t r1,
+        Py_ssize_t partial_rows) noexcept nogil:
     """Phase 1 on batch rows [r0, r1): forward pass, output loss and delta,
     deltas of the hidden layers.  Returns the slice's sum of sw * loss.
 
     With `rows` the batch is gathered from X, Y, sw by index; without, X, Y
     and sw already point at the batch's first row (a contiguous batch is
-    used in place)."""
+    used in place).  partial_rows > 0: layer 0's product is the sum of the
+    weight blocks' partials of a split batch of that many rows (PHASE_TAIL)."""
     cdef Py_ssize_t n = r1 - r0, L = p.n_layers, K = p.units[p.n_layers]
     cdef Py_ssize_t i, F = p.units[0], H
     cdef const floating *a
@@ -259,7 +266,11 @@ cdef double forward_backward_slice(
             z = ws + p.act_off[i + 1] + r0 * H
         else:
             z = ws + p.delta_off[L - 1] + r0 * H
-        matmul(p, z, a, F, params + p.coef_off[i], n, F, H)
+        if i == 0 and partial_rows > 0:
+            sum_blocks(z, ws + p.partial_off + r0 * H, partial_rows * H, p.layer_n_tasks[0],
+                       n * H)
+        else:
+            matmul(p, z, a, F, params + p.coef_off[i], n, F, H)
         if i < L - 1:
             bias_activation(z, params + p.icpt_off[i], n, H, p.activation)
         else:
@@ -354,10 +365,7 @@ cdef void backward_block(const Plan *p, floating *ws, const floating *params,
 cdef inline void sum_partials(const Plan *p, floating *ws, floating *z, Py_ssize_t B,
                               Py_ssize_t H, Py_ssize_t n_blocks) noexcept nogil:
     """z (B, H) = the sum of the blocks' partial products, in block order."""
-    cdef Py_ssize_t k
-    copy_into(z, ws + p.partial_off, B * H)
-    for k in range(1, n_blocks):
-        accumulate(z, ws + p.partial_off + k * B * H, B * H)
+    sum_blocks(z, ws + p.partial_off, B * H, n_blocks, B * H)
 
 
 cdef double forward_backward_split(const Plan *p, Work *w, fsg_team *team, floating *ws,
@@ -389,6 +397,26 @@ cdef double forward_backward_split(const Plan *p, Work *w, fsg_team *team, float
         a = <const floating *> w.X
         y = <const floating *> w.Y
     w.a0 = a
+
+    cdef Py_ssize_t n_chunks
+    if p.small_tail:
+        # layer 0 by weight blocks (unless the previous batch's phase 2
+        # already did it), then everything after its product by row chunks:
+        # summing the partials is as much reading as the update, and every
+        # step after it is row by row, so the team shares it.  The chunks
+        # depend on B alone, so the numbers do not depend on threads.
+        if not w.ready0:
+            w.layer = 0
+            w.a_in = a
+            run_phase(p, w, team, PHASE_FORWARD, p.layer_n_tasks[0], ws, params, velocity)
+        w.y0 = y
+        w.sw0 = sw
+        w.tail_len = p.tail_rows
+        n_chunks = (B + p.tail_rows - 1) // p.tail_rows
+        run_phase(p, w, team, PHASE_TAIL, n_chunks, ws, params, velocity)
+        for k in range(n_chunks):
+            loss += p.slice_loss[k]   # in chunk order
+        return loss
 
     for i in range(L):
         F = p.units[i]
@@ -509,6 +537,7 @@ cdef enum Phase:
     PHASE_TASKS = 2       # phase 2: blocks of weights
     PHASE_FORWARD = 3     # small batches: one layer's forward, by weight blocks
     PHASE_BACKWARD = 4    # small batches: one layer's delta, by weight blocks
+    PHASE_TAIL = 5        # small batches: all but layer 0's product, by rows
 
 
 # What the team works on: written by the master before it publishes a phase,
@@ -521,6 +550,9 @@ cdef struct Work:
     const void *sw
     const int64_t *rows
     const void *a0            # layer-0 input of the whole batch
+    const void *y0            # ... its targets and sample weights (split
+    const void *sw0           #     batches: gathered, or in place)
+    Py_ssize_t tail_len       # PHASE_TAIL: rows per item
     const void *a_in          # PHASE_FORWARD: the layer's input (B, F)
     Py_ssize_t layer          # PHASE_FORWARD / PHASE_BACKWARD: which layer
     # the next batch, so that phase 2 can start its layer-0 forward on each
@@ -528,6 +560,8 @@ cdef struct Work:
     const void *next_X
     const int64_t *next_rows
     Py_ssize_t next_B
+    const int64_t *ahead_rows   # the batch after next, to prefetch (ahead_B
+    Py_ssize_t ahead_B          #     rows; 0: none)
     const void *next_a        # next batch's layer-0 input, once gathered
     bint gather_next          # phase 2 tasks gather their columns of next_a
     bint make_next            # phase 2 computes the next layer-0 partials
@@ -594,7 +628,7 @@ cdef void run_item(const Plan *p, const Work *w, Py_ssize_t item, int tid, float
             r1 = min(r0 + w.slice_len, w.B)
             p.slice_loss[s] = forward_backward_slice(
                 p, ws, params, <const floating *> w.X, <const floating *> w.Y,
-                <const floating *> w.sw, w.rows, r0, r1)
+                <const floating *> w.sw, w.rows, r0, r1, 0)
             a0 = (ws + p.xb_off if w.rows != NULL else <const floating *> w.X) + r0 * p.units[0]
             accumulate_slice(p, ws, a0, ws + p.group_off + item * p.group_stride,
                              ws + p.gbuf_off + tid * p.gbuf_stride, r0, r1, s == s0)
@@ -603,7 +637,13 @@ cdef void run_item(const Plan *p, const Work *w, Py_ssize_t item, int tid, float
         r1 = min(r0 + w.slice_len, w.B)
         p.slice_loss[item] = forward_backward_slice(
             p, ws, params, <const floating *> w.X, <const floating *> w.Y,
-            <const floating *> w.sw, w.rows, r0, r1)
+            <const floating *> w.sw, w.rows, r0, r1, 0)
+    elif w.phase == PHASE_TAIL:
+        r0 = item * w.tail_len
+        r1 = min(r0 + w.tail_len, w.B)
+        p.slice_loss[item] = forward_backward_slice(
+            p, ws, params, <const floating *> w.a0, <const floating *> w.y0,
+            <const floating *> w.sw0, NULL, r0, r1, w.B)
     elif w.phase == PHASE_FORWARD:
         forward_block(p, ws, params, <const floating *> w.a_in, w.B, w.layer, item)
     elif w.phase == PHASE_BACKWARD:
@@ -649,6 +689,9 @@ cdef inline void gather_columns(const Plan *p, const Work *w, Py_ssize_t t,
     cdef const char *x = <const char *> w.next_X
     for b in range(w.next_B):
         memcpy(out + (b * F + f0) * item, x + (w.next_rows[b] * F + f0) * item, width * item)
+    if w.ahead_B > 0:
+        # the same columns of the batch after next: in cache when gathered
+        fsg_prefetch_rows(x, w.ahead_rows, w.ahead_B, F * item, f0 * item, width * item)
 
 
 cdef void run_items(const Plan *p, const Work *w, fsg_team *team, int tid, floating *ws,
@@ -678,7 +721,7 @@ cdef void run_phase(const Plan *p, Work *w, fsg_team *team, int phase, Py_ssize_
     cdef Py_ssize_t item
     cdef double t0, t1
     w.phase = phase
-    if w.solo:
+    if w.solo or n_items == 1:
         for item in range(n_items):
             run_item(p, w, item, 0, ws, params, velocity)
         return
@@ -747,6 +790,9 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
         else:
             w.next_a = w.next_X
             w.gather_next = False
+    if w.ahead_B > 0 and not (w.make_next and w.gather_next):
+        fsg_prefetch_rows(w.next_X, w.ahead_rows, w.ahead_B, F * sizeof(floating), 0,
+                          F * sizeof(floating))
     # every delta is known now, so weights may change
     run_phase(p, w, team, PHASE_TASKS, p.n_tasks, ws, params, velocity)
     w.ready0 = w.make_next
@@ -804,12 +850,14 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
         else:
             w.next_rows, w.next_X = NULL, X + (start + batch_size) * F
         # small batches with a team gather the next batch's rows piecewise
-        # in phase 2 (gather_columns), each piece a DRAM miss: ask for the
-        # rows of the batch after next now, a whole batch ahead
+        # in phase 2 (gather_columns), each piece a DRAM miss: the rows of
+        # the batch after next are asked for a whole batch ahead (by the
+        # tasks, each its columns, or else here; see train_batch)
+        w.ahead_B = 0
         if (order != NULL and p.n_threads > 1 and batch_size <= p.split_rows
                 and k + 2 < n_batches):
-            fsg_prefetch_rows(X, order + start + 2 * batch_size,
-                              min(batch_size, n - start - 2 * batch_size), F * sizeof(floating))
+            w.ahead_rows = order + start + 2 * batch_size
+            w.ahead_B = min(batch_size, n - start - 2 * batch_size)
         # m: the batch's row count, or its total sample weight
         m = w.B
         if sw != NULL:
@@ -1107,8 +1155,11 @@ cdef class Engine:
         self._act_off = act_off
         self._delta_off = delta_off
         n_slices = n_slices_for(rows, _TUNING["slice_rows"])
-        # (accumulating batches may cut up to max_groups - 1 more slices)
-        self._slice_loss = np.zeros(max(n_slices, 1) + _TUNING["max_groups"], dtype=np.float64)
+        # (accumulating batches may cut up to max_groups - 1 more slices;
+        # split batches may have more row chunks, PHASE_TAIL)
+        n_chunks = -(-min(rows, _TUNING["split_rows"]) // _TUNING["tail_rows"])
+        self._slice_loss = np.zeros(max(n_slices, 1, n_chunks) + _TUNING["max_groups"],
+                                    dtype=np.float64)
         self._task_sumsq = np.zeros(len(self._task_layer), dtype=np.float64)
         self._ws_rows = rows
         self._ws_threads = n_threads
@@ -1220,6 +1271,9 @@ cdef class Engine:
         self._plan.fused_rows = _TUNING["fused_rows"]
         self._plan.split_rows = _TUNING["split_rows"]
         self._plan.split_min_weights = _TUNING["split_min_weights"]
+        big = self.units[:-1] * self.units[1:] >= _TUNING["split_min_weights"]
+        self._plan.small_tail = bool(big[0]) and not big[1:].any()
+        self._plan.tail_rows = _TUNING["tail_rows"]
         self._plan.parallel_min_work = _TUNING["parallel_min_work"]
         self._plan.signal_every = _TUNING["signal_every"]
         self._plan.solo_wait_percent = _TUNING["solo_wait_percent"]

@@ -57,6 +57,10 @@ cdef extern from "fastsgd.h" nogil:
     void fsg_small_matmul_bt_f64(double *out, fsg_idx ldo, const double *d, const double *w,
                                  fsg_idx B, fsg_idx F, fsg_idx H) noexcept
     void fsg_accumulate_f32(float *out, const float *x, fsg_idx n) noexcept
+    void fsg_sum_blocks_f32(float *out, const float *x, fsg_idx stride, fsg_idx m,
+                            fsg_idx n) noexcept
+    void fsg_sum_blocks_f64(double *out, const double *x, fsg_idx stride, fsg_idx m,
+                            fsg_idx n) noexcept
     void fsg_accumulate_f64(double *out, const double *x, fsg_idx n) noexcept
     void fsg_copy_f32(float *out, const float *x, fsg_idx n) noexcept
     void fsg_copy_f64(double *out, const double *x, fsg_idx n) noexcept
@@ -64,7 +68,8 @@ cdef extern from "fastsgd.h" nogil:
     void fsg_gather_rows_f64(double *out, const double *x, const int64_t *idx, fsg_idx B, fsg_idx F) noexcept
     int fsg_all_finite_f32(const float *x, fsg_idx n) noexcept
     int fsg_all_finite_f64(const double *x, fsg_idx n) noexcept
-    void fsg_prefetch_rows(const void *x, const int64_t *idx, fsg_idx B, size_t row_bytes) noexcept
+    void fsg_prefetch_rows(const void *x, const int64_t *idx, fsg_idx B, size_t row_bytes,
+                           size_t first, size_t count) noexcept
     const char *fsg_kernel_isa() noexcept
     int fsg_kernel_multiversioned() noexcept
 
@@ -165,6 +170,14 @@ cdef inline void accumulate(floating *out, const floating *x, fsg_idx n) noexcep
         fsg_accumulate_f32(out, x, n)
     else:
         fsg_accumulate_f64(out, x, n)
+
+
+cdef inline void sum_blocks(floating *out, const floating *x, fsg_idx stride, fsg_idx m,
+                            fsg_idx n) noexcept nogil:
+    if floating is float:
+        fsg_sum_blocks_f32(out, x, stride, m, n)
+    else:
+        fsg_sum_blocks_f64(out, x, stride, m, n)
 
 
 cdef inline void copy_into(floating *out, const floating *x, fsg_idx n) noexcept nogil:
