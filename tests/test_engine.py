@@ -61,6 +61,7 @@ def test_threads_forced_on_tiny_work_still_bitwise_identical(tuning, batch_size,
     # threads split even the smallest batches: the partition into slices and
     # tasks must still not depend on the thread count
     tuning(parallel_min_work=1, slice_rows=16, task_weights=512, task_bytes_small=1024,
+           task_bytes_one=1024,
            **SPLITS[split])
     one = _fit(1, batch_size, shuffle=shuffle)
     two = _fit(2, batch_size, shuffle=shuffle)

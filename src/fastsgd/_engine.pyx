@@ -87,6 +87,9 @@ cdef dict _TUNING = dict(
     task_bytes_small=32768,  # ... on the weight-split small-batch path, in
                              #     bytes: a block of weights and velocities
                              #     stays in L1 (float32 8192, float64 4096)
+    task_bytes_one=65536,    # ... for batches of one row: fewer, larger
+                             #     tasks, as each claim costs a cache-line
+                             #     transfer (B=1 float32 2 threads +6%)
     task_weights_huge=32768, # ... batches of more than huge_rows rows: every
     huge_rows=128,           #     block re-reads the batch's deltas
     accumulate_rows=128,     # batches of more rows form the weight gradients
@@ -689,7 +692,7 @@ cdef inline void gather_columns(const Plan *p, const Work *w, Py_ssize_t t,
     cdef const char *x = <const char *> w.next_X
     for b in range(w.next_B):
         memcpy(out + (b * F + f0) * item, x + (w.next_rows[b] * F + f0) * item, width * item)
-    if w.ahead_B > 0:
+    if w.ahead_B > 0 and w.B > 1:
         # the same columns of the batch after next: in cache when gathered
         fsg_prefetch_rows(x, w.ahead_rows, w.ahead_B, F * item, f0 * item, width * item)
 
@@ -790,7 +793,10 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
         else:
             w.next_a = w.next_X
             w.gather_next = False
-    if w.ahead_B > 0 and not (w.make_next and w.gather_next):
+    # (one-row batches: the master asks for the whole row; a row ahead is
+    # too little lead for a dozen tasks' calls each to pay, measured 81k vs
+    # 88k rows/s float64 on 2 threads)
+    if w.ahead_B > 0 and not (w.make_next and w.gather_next and w.B > 1):
         fsg_prefetch_rows(w.next_X, w.ahead_rows, w.ahead_B, F * sizeof(floating), 0,
                           F * sizeof(floating))
     # every delta is known now, so weights may change
@@ -1085,7 +1091,9 @@ cdef class Engine:
         `n_threads` threads, once; later calls reuse it."""
         cdef Py_ssize_t L = len(self.units) - 1, off = 0, i, gbuf, n_slices
         cdef Py_ssize_t[::1] units = self.units
-        if rows <= _TUNING["split_rows"]:
+        if rows == 1:
+            task_weights = max(1, _TUNING["task_bytes_one"] // np.dtype(dtype).itemsize)
+        elif rows <= _TUNING["split_rows"]:
             task_weights = max(1, _TUNING["task_bytes_small"] // np.dtype(dtype).itemsize)
         elif rows <= _TUNING["huge_rows"]:
             task_weights = _TUNING["task_weights"]
