@@ -102,6 +102,18 @@ enum fsg_output {
 FSG_DECLARE_KERNELS(float, f32)
 FSG_DECLARE_KERNELS(double, f64)
 
+/* numpy's MT19937 state (numpy/random/src/mt19937/mt19937.h), worked on in
+ * place through MT19937.ctypes.state_address; fsg_random.c */
+typedef struct {
+    uint32_t key[624];
+    int pos;
+} fsg_mt19937;
+
+/* out[i] = low + range * (the next double of numpy's legacy RandomState
+ * stream), bit for bit what RandomState.uniform(low, low + range, n) draws */
+void fsg_mt_uniform_f32(fsg_mt19937 *s, float *out, fsg_idx n, double low, double range);
+void fsg_mt_uniform_f64(fsg_mt19937 *s, double *out, fsg_idx n, double low, double range);
+
 /* ask for bytes [first, first + count) of rows idx[0..B) of x (rows
  * row_bytes apart) to be brought into cache ahead of a gather */
 void fsg_prefetch_rows(const void *x, const int64_t *idx, fsg_idx B, size_t row_bytes,

@@ -7,6 +7,7 @@
  * FASTSGD_CLONES=OFF to get one baseline copy.
  */
 #include "fastsgd.h"
+#include "fsg_clones.h"
 
 #include <float.h>
 #include <math.h>
@@ -20,14 +21,6 @@
 #define FSG_ALWAYS_INLINE inline
 #endif
 
-#if defined(FSG_USE_CLONES) && defined(__GNUC__) && !defined(__clang__) && \
-    defined(__x86_64__) && defined(__linux__)
-#define FSG_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#define FSG_HAVE_CLONES 1
-#else
-#define FSG_HOT
-#define FSG_HAVE_CLONES 0
-#endif
 
 /* 64-byte vectors: one AVX-512 register, lowered to 2 or 4 narrower ones by
  * the AVX2 and baseline clones */
