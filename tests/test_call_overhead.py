@@ -195,6 +195,22 @@ def test_a_parameter_broken_between_partial_fit_calls_is_reported():
         est.partial_fit(X, Y_CLASS)
 
 
+def test_remembered_valid_parameters_never_let_a_bad_value_through():
+    # values that passed once are not checked again, for any estimator of
+    # the class; a new bad value, or a value of another type, still is
+    MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, Y_CLASS)
+    bad = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0,
+                        momentum=1.5)
+    with pytest.raises(InvalidParameterError, match="'momentum' parameter"):
+        bad.fit(X, Y_CLASS)
+    with pytest.raises(InvalidParameterError, match="'momentum' parameter"):
+        bad.fit(X, Y_CLASS)   # a failure is never remembered
+    with pytest.raises(InvalidParameterError, match="'max_iter' parameter"):
+        MLPClassifier(hidden_layer_sizes=(4,), max_iter="3", random_state=0).fit(X, Y_CLASS)
+    with pytest.raises(InvalidParameterError, match="'max_iter' parameter"):
+        MLPClassifier(hidden_layer_sizes=(4,), max_iter=3.0, random_state=0).fit(X, Y_CLASS)
+
+
 # ------------------------------------------------------------ BLAS limiter
 def _blas_threads():
     return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
