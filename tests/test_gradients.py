@@ -55,8 +55,9 @@ PATHS = {
     # of 5 (B=12: 5, 5, 2), also at B=70
     "split-first-then-rows": dict(split_min_weights=200, tail_rows=5, split_rows=100),
     # large-batch path: gradients formed slice by slice into group buffers
-    # (B=70: 12 slices of 6 rows in 4 groups of 3)
-    "accumulate-groups": dict(split_rows=1, accumulate_rows=2, slice_rows=8, max_groups=4),
+    # (B=70: 12 slices of 6 rows in 4 groups of 3; float64 slices are at
+    # most slice_rows / 2 = 8 rows)
+    "accumulate-groups": dict(split_rows=1, accumulate_rows=2, slice_rows=16, max_groups=4),
 }
 
 

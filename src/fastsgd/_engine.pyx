@@ -82,7 +82,11 @@ cpdef enum Status:
 # pick between exact formulas whose float rounding differs, by batch size
 # only.  Benchmarks and tests change them through set_tuning().
 cdef dict _TUNING = dict(
-    slice_rows=512,          # phase 1: rows per slice (at most; see n_slices_for)
+    slice_rows=512,          # phase 1: float32 rows per slice (at most; see
+                             #     n_slices_for); float64 half as many, the
+                             #     same bytes (784 features, full batch, 2
+                             #     threads: 256 rows 331-351k rows/s, 512
+                             #     312-329k; float32 512 as good or better)
     task_weights=8192,       # phase 2: weights per task (about), BLAS batches
     task_bytes_small=32768,  # ... on the weight-split small-batch path, in
                              #     bytes: a block of weights and velocities
@@ -193,6 +197,11 @@ cdef struct Plan:
     Py_ssize_t solo_wait_percent
     Py_ssize_t probe_rows
     Py_ssize_t accumulate_rows
+
+
+def _slice_rows(dtype):
+    """Phase 1 rows per slice for this dtype: slice_rows float32 rows' bytes."""
+    return max(1, _TUNING["slice_rows"] * 4 // np.dtype(dtype).itemsize)
 
 
 cdef inline Py_ssize_t n_slices_for(Py_ssize_t B, Py_ssize_t slice_rows) noexcept nogil:
@@ -1106,7 +1115,7 @@ cdef class Engine:
         itemsize = np.dtype(dtype).itemsize
         groups = 0
         if rows > _TUNING["accumulate_rows"]:
-            groups = min(n_slices_for(rows, _TUNING["slice_rows"]), _TUNING["max_groups"])
+            groups = min(n_slices_for(rows, _slice_rows(dtype)), _TUNING["max_groups"])
             if groups * self.n_params * itemsize > (_TUNING["group_mib"] << 20):
                 groups = 0
         # (a tuning knob changed since may change every size: start afresh)
@@ -1162,7 +1171,7 @@ cdef class Engine:
         self._ws = raw[shift:shift + off]
         self._act_off = act_off
         self._delta_off = delta_off
-        n_slices = n_slices_for(rows, _TUNING["slice_rows"])
+        n_slices = n_slices_for(rows, _slice_rows(dtype))
         # (accumulating batches may cut up to max_groups - 1 more slices;
         # split batches may have more row chunks, PHASE_TAIL)
         n_chunks = -(-min(rows, _TUNING["split_rows"]) // _TUNING["tail_rows"])
@@ -1274,7 +1283,7 @@ cdef class Engine:
             n_threads = 1
         n_threads = max(1, n_threads)
         self._reserve(batch_size, n_threads, np.asarray(X).dtype)
-        self._plan.slice_rows = _TUNING["slice_rows"]
+        self._plan.slice_rows = _slice_rows(np.asarray(X).dtype)
         self._plan.small_rows = _TUNING["small_rows"]
         self._plan.fused_rows = _TUNING["fused_rows"]
         self._plan.split_rows = _TUNING["split_rows"]
