@@ -38,6 +38,15 @@ def test_extension_module_is_qualified():
     assert _engine.Engine.__module__ == "fastsgd._engine"
 
 
+def test_no_module_of_the_package_shadows_the_standard_library():
+    # a file of the package run as a script (the memory bench does) puts the
+    # package folder first on sys.path: a module there named like a standard
+    # one (an extension called _random did) breaks `import random`
+    package = pathlib.Path(fastsgd.__file__).parent
+    names = {path.name.split(".")[0] for path in package.iterdir()}
+    assert not names & set(sys.stdlib_module_names)
+
+
 def test_cdef_functions_in_nogil_code_are_noexcept():
     # Cython 3 checks for exceptions after every call of a cdef function not
     # marked noexcept, taking the GIL (scikit-learn / implicit #678: 63x

@@ -9,7 +9,7 @@ into it, and the optimizer's velocities use the same layout.
 
 import numpy as np
 
-from fastsgd._random import uniform_into
+from fastsgd._mt_uniform import uniform_into
 
 # codes shared with csrc/fastsgd.h (enum fsg_activation, enum fsg_output)
 ACTIVATION_CODES = {"identity": 0, "logistic": 1, "tanh": 2, "relu": 3}

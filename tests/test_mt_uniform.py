@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fastsgd._params import ParamLayout
-from fastsgd._random import uniform_into
+from fastsgd._mt_uniform import uniform_into
 
 
 def _numpy_glorot(layout, rng, activation, dtype):
