@@ -195,6 +195,7 @@ def test_a_parameter_broken_between_partial_fit_calls_is_reported():
         est.partial_fit(X, Y_CLASS)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_remembered_valid_parameters_never_let_a_bad_value_through():
     # values that passed once are not checked again, for any estimator of
     # the class; a new bad value, or a value of another type, still is
