@@ -44,12 +44,12 @@ def test_results_bitwise_identical_for_any_thread_count(batch_size, dtype):
     _assert_bitwise_equal(one, two)
 
 
-# how small batches are split: every layer by weights; or only the first
-# (64 x 128 weights), the rest in row chunks (PHASE_TAIL) of 3 rows, also
-# for batches of 200 rows
+# how small batches are split: every layer by weights, the partials summed
+# in chunks of 4 rows; or only the first (64 x 128 weights), summed in
+# chunks of 3 rows, also for batches of 200 rows
 SPLITS = {
     "every-layer": dict(split_min_weights=64),
-    "first-layer-then-rows": dict(split_min_weights=8192, tail_rows=3, split_rows=256),
+    "first-layer-3-row-sums": dict(split_min_weights=8192, sum_rows=3, split_rows=256),
 }
 
 

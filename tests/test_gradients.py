@@ -51,9 +51,9 @@ PATHS = {
     "default": {},
     "split-small-kernels": dict(split_min_weights=1, small_rows=100, fused_rows=100),
     "blas": dict(small_rows=1, fused_rows=1, split_rows=1),
-    # only the first layer (5 x 41) split by weights, the rest by row chunks
-    # of 5 (B=12: 5, 5, 2), also at B=70
-    "split-first-then-rows": dict(split_min_weights=200, tail_rows=5, split_rows=100),
+    # only the first layer (5 x 41) split by weights, its partials summed in
+    # row chunks of 5 (B=12: 5, 5, 2), also at B=70
+    "split-first-5-row-sums": dict(split_min_weights=200, sum_rows=5, split_rows=100),
     # large-batch path: gradients formed slice by slice into group buffers
     # (B=70: 12 slices of 6 rows in 4 groups of 3; float64 slices are at
     # most slice_rows / 2 = 8 rows)

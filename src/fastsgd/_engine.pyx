@@ -105,9 +105,9 @@ cdef dict _TUNING = dict(
                              #     into the update (layers >= one vector wide)
     split_rows=64,           # batches up to this many rows split phase 1 by
     split_min_weights=16384, #     weights, for layers with this many weights
-    tail_rows=4,             # ... and, when only the first layer is that big,
-                             #     finish the forward/backward in row chunks
-                             #     of this many rows, shared by the team
+    sum_rows=4,              # ... their products (sums of the blocks'
+                             #     partials) are summed in row chunks of
+                             #     this many rows, shared by the team
     parallel_min_work=1 << 15,  # rows * parameters below which 1 thread runs
     predict_rows=128,        # rows per prediction slice
     signal_every=256,        # batches between Ctrl-C checks
@@ -190,8 +190,7 @@ cdef struct Plan:
     Py_ssize_t fused_rows
     Py_ssize_t split_rows
     Py_ssize_t split_min_weights
-    bint small_tail              # split batches: only layer 0 is split, the
-    Py_ssize_t tail_rows         #     rest runs in row chunks (PHASE_TAIL)
+    Py_ssize_t sum_rows          # split batches: rows per PHASE_SUMS item
     Py_ssize_t parallel_min_work
     Py_ssize_t signal_every
     Py_ssize_t solo_wait_percent
@@ -238,15 +237,13 @@ cdef inline void matmul_bt(const Plan *p, floating *out, Py_ssize_t ldo, const f
 cdef double forward_backward_slice(
         const Plan *p, floating *ws, const floating *params,
         const floating *X, const floating *Y, const floating *sw,
-        const int64_t *rows, Py_ssize_t r0, Py_ssize_t r1,
-        Py_ssize_t partial_rows) noexcept nogil:
+        const int64_t *rows, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
     """Phase 1 on batch rows [r0, r1): forward pass, output loss and delta,
     deltas of the hidden layers.  Returns the slice's sum of sw * loss.
 
     With `rows` the batch is gathered from X, Y, sw by index; without, X, Y
     and sw already point at the batch's first row (a contiguous batch is
-    used in place).  partial_rows > 0: layer 0's product is the sum of the
-    weight blocks' partials of a split batch of that many rows (PHASE_TAIL)."""
+    used in place)."""
     cdef Py_ssize_t n = r1 - r0, L = p.n_layers, K = p.units[p.n_layers]
     cdef Py_ssize_t i, F = p.units[0], H
     cdef const floating *a
@@ -278,11 +275,7 @@ cdef double forward_backward_slice(
             z = ws + p.act_off[i + 1] + r0 * H
         else:
             z = ws + p.delta_off[L - 1] + r0 * H
-        if i == 0 and partial_rows > 0:
-            sum_blocks(z, ws + p.partial_off + r0 * H, partial_rows * H, p.layer_n_tasks[0],
-                       n * H)
-        else:
-            matmul(p, z, a, F, params + p.coef_off[i], n, F, H)
+        matmul(p, z, a, F, params + p.coef_off[i], n, F, H)
         if i < L - 1:
             bias_activation(z, params + p.icpt_off[i], n, H, p.activation)
         else:
@@ -374,10 +367,17 @@ cdef void backward_block(const Plan *p, floating *ws, const floating *params,
         activation_backward(d_below + b * F + f0, a + b * F + f0, f1 - f0, p.activation)
 
 
-cdef inline void sum_partials(const Plan *p, floating *ws, floating *z, Py_ssize_t B,
-                              Py_ssize_t H, Py_ssize_t n_blocks) noexcept nogil:
-    """z (B, H) = the sum of the blocks' partial products, in block order."""
-    sum_blocks(z, ws + p.partial_off, B * H, n_blocks, B * H)
+cdef void sum_chunk(const Plan *p, const Work *w, floating *ws, const floating *params,
+                    Py_ssize_t item) noexcept nogil:
+    """Small batches, rows [r0, r1) of split layer w.layer's product: the
+    sum of the weight blocks' partials in block order, then for a hidden
+    layer its bias and activation."""
+    cdef Py_ssize_t i = w.layer, H = p.units[w.layer + 1]
+    cdef Py_ssize_t r0 = item * p.sum_rows, r1 = min(r0 + p.sum_rows, w.B)
+    cdef floating *z = <floating *> w.z + r0 * H
+    sum_blocks(z, ws + p.partial_off + r0 * H, w.B * H, p.layer_n_tasks[i], (r1 - r0) * H)
+    if i < p.n_layers - 1:
+        bias_activation(z, params + p.icpt_off[i], r1 - r0, H, p.activation)
 
 
 cdef double forward_backward_split(const Plan *p, Work *w, fsg_team *team, floating *ws,
@@ -410,43 +410,27 @@ cdef double forward_backward_split(const Plan *p, Work *w, fsg_team *team, float
         y = <const floating *> w.Y
     w.a0 = a
 
-    cdef Py_ssize_t n_chunks
-    if p.small_tail:
-        # layer 0 by weight blocks (unless the previous batch's phase 2
-        # already did it), then everything after its product by row chunks:
-        # summing the partials is as much reading as the update, and every
-        # step after it is row by row, so the team shares it.  The chunks
-        # depend on B alone, so the numbers do not depend on threads.
-        if not w.ready0:
-            w.layer = 0
-            w.a_in = a
-            run_phase(p, w, team, PHASE_FORWARD, p.layer_n_tasks[0], ws, params, velocity)
-        w.y0 = y
-        w.sw0 = sw
-        w.tail_len = p.tail_rows
-        n_chunks = (B + p.tail_rows - 1) // p.tail_rows
-        run_phase(p, w, team, PHASE_TAIL, n_chunks, ws, params, velocity)
-        for k in range(n_chunks):
-            loss += p.slice_loss[k]   # in chunk order
-        return loss
-
     for i in range(L):
         F = p.units[i]
         H = p.units[i + 1]
         z = ws + (p.act_off[i + 1] if i < L - 1 else p.delta_off[L - 1])
-        if i == 0 and w.ready0:
-            # phase 2 of the previous batch already formed the partials
-            sum_partials(p, ws, z, B, H, p.layer_n_tasks[0])
-        elif F * H >= p.split_min_weights:
+        if (i == 0 and w.ready0) or F * H >= p.split_min_weights:
+            if not (i == 0 and w.ready0):   # (else phase 2 of the previous
+                w.layer = i                 # batch formed layer 0's partials)
+                w.a_in = a
+                run_phase(p, w, team, PHASE_FORWARD, p.layer_n_tasks[i], ws, params, velocity)
+            # summing the partials reads as much as the update does: the
+            # team shares it by rows (elementwise, so the numbers do not
+            # depend on the chunks or on who sums them)
             w.layer = i
-            w.a_in = a
-            run_phase(p, w, team, PHASE_FORWARD, p.layer_n_tasks[i], ws, params, velocity)
-            sum_partials(p, ws, z, B, H, p.layer_n_tasks[i])
+            w.z = z
+            run_phase(p, w, team, PHASE_SUMS, (B + p.sum_rows - 1) // p.sum_rows,
+                      ws, params, velocity)
         else:
             matmul(p, z, a, F, params + p.coef_off[i], B, F, H)
-        if i < L - 1:
-            bias_activation(z, params + p.icpt_off[i], B, H, p.activation)
-        else:
+            if i < L - 1:
+                bias_activation(z, params + p.icpt_off[i], B, H, p.activation)
+        if i == L - 1:
             loss = output_loss_delta(z, params + p.icpt_off[i], y, sw, B, H, p.output)
         a = z
 
@@ -549,7 +533,7 @@ cdef enum Phase:
     PHASE_TASKS = 2       # phase 2: blocks of weights
     PHASE_FORWARD = 3     # small batches: one layer's forward, by weight blocks
     PHASE_BACKWARD = 4    # small batches: one layer's delta, by weight blocks
-    PHASE_TAIL = 5        # small batches: all but layer 0's product, by rows
+    PHASE_SUMS = 5        # small batches: one layer's partials summed, by rows
 
 
 # What the team works on: written by the master before it publishes a phase,
@@ -562,9 +546,7 @@ cdef struct Work:
     const void *sw
     const int64_t *rows
     const void *a0            # layer-0 input of the whole batch
-    const void *y0            # ... its targets and sample weights (split
-    const void *sw0           #     batches: gathered, or in place)
-    Py_ssize_t tail_len       # PHASE_TAIL: rows per item
+    void *z                   # PHASE_SUMS: the layer's output (B, H)
     const void *a_in          # PHASE_FORWARD: the layer's input (B, F)
     Py_ssize_t layer          # PHASE_FORWARD / PHASE_BACKWARD: which layer
     # the next batch, so that phase 2 can start its layer-0 forward on each
@@ -640,7 +622,7 @@ cdef void run_item(const Plan *p, const Work *w, Py_ssize_t item, int tid, float
             r1 = min(r0 + w.slice_len, w.B)
             p.slice_loss[s] = forward_backward_slice(
                 p, ws, params, <const floating *> w.X, <const floating *> w.Y,
-                <const floating *> w.sw, w.rows, r0, r1, 0)
+                <const floating *> w.sw, w.rows, r0, r1)
             a0 = (ws + p.xb_off if w.rows != NULL else <const floating *> w.X) + r0 * p.units[0]
             accumulate_slice(p, ws, a0, ws + p.group_off + item * p.group_stride,
                              ws + p.gbuf_off + tid * p.gbuf_stride, r0, r1, s == s0)
@@ -649,13 +631,9 @@ cdef void run_item(const Plan *p, const Work *w, Py_ssize_t item, int tid, float
         r1 = min(r0 + w.slice_len, w.B)
         p.slice_loss[item] = forward_backward_slice(
             p, ws, params, <const floating *> w.X, <const floating *> w.Y,
-            <const floating *> w.sw, w.rows, r0, r1, 0)
-    elif w.phase == PHASE_TAIL:
-        r0 = item * w.tail_len
-        r1 = min(r0 + w.tail_len, w.B)
-        p.slice_loss[item] = forward_backward_slice(
-            p, ws, params, <const floating *> w.a0, <const floating *> w.y0,
-            <const floating *> w.sw0, NULL, r0, r1, w.B)
+            <const floating *> w.sw, w.rows, r0, r1)
+    elif w.phase == PHASE_SUMS:
+        sum_chunk(p, w, ws, params, item)
     elif w.phase == PHASE_FORWARD:
         forward_block(p, ws, params, <const floating *> w.a_in, w.B, w.layer, item)
     elif w.phase == PHASE_BACKWARD:
@@ -1172,11 +1150,8 @@ cdef class Engine:
         self._act_off = act_off
         self._delta_off = delta_off
         n_slices = n_slices_for(rows, _slice_rows(dtype))
-        # (accumulating batches may cut up to max_groups - 1 more slices;
-        # split batches may have more row chunks, PHASE_TAIL)
-        n_chunks = -(-min(rows, _TUNING["split_rows"]) // _TUNING["tail_rows"])
-        self._slice_loss = np.zeros(max(n_slices, 1, n_chunks) + _TUNING["max_groups"],
-                                    dtype=np.float64)
+        # (accumulating batches may cut up to max_groups - 1 more slices)
+        self._slice_loss = np.zeros(max(n_slices, 1) + _TUNING["max_groups"], dtype=np.float64)
         self._task_sumsq = np.zeros(len(self._task_layer), dtype=np.float64)
         self._ws_rows = rows
         self._ws_threads = n_threads
@@ -1288,9 +1263,7 @@ cdef class Engine:
         self._plan.fused_rows = _TUNING["fused_rows"]
         self._plan.split_rows = _TUNING["split_rows"]
         self._plan.split_min_weights = _TUNING["split_min_weights"]
-        big = self.units[:-1] * self.units[1:] >= _TUNING["split_min_weights"]
-        self._plan.small_tail = bool(big[0]) and not big[1:].any()
-        self._plan.tail_rows = _TUNING["tail_rows"]
+        self._plan.sum_rows = _TUNING["sum_rows"]
         self._plan.parallel_min_work = _TUNING["parallel_min_work"]
         self._plan.signal_every = _TUNING["signal_every"]
         self._plan.solo_wait_percent = _TUNING["solo_wait_percent"]
