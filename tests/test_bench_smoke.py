@@ -127,3 +127,14 @@ def test_pytest_benches_run(tmp_path):
         pytest.skip("benches/ is not shipped here")
     _run(["-m", "pytest", "benches", "--benchmark-disable", "-q", "-p", "no:cacheprovider"],
          REPO, 180)
+
+
+@pytest.mark.parametrize("hidden", ["128", ""])
+def test_engine_loop_script_runs(tmp_path, hidden):
+    script = REPO / "benches" / "engine_loop.py"
+    if not script.is_file():
+        pytest.skip("benches/ is not shipped here")
+    proc = _run([str(script), "float64", "8", "2", "--hidden", hidden, "--rows", "400",
+                 "--epochs", "2", "--tune", "sum_rows=2"], tmp_path, 60)
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and all("rows/s" in line for line in lines)
