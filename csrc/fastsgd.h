@@ -91,8 +91,6 @@ enum fsg_output {
      * is read once and out written once */                                    \
     void fsg_sum_blocks_##S(T *out, const T *x, fsg_idx stride, fsg_idx m,     \
                             fsg_idx n);                                        \
-    /* out (n) <- x (n) */                                                     \
-    void fsg_copy_##S(T *out, const T *x, fsg_idx n);                          \
     /* out (B, F) <- rows idx[0..B) of x (n, F) */                             \
     void fsg_gather_rows_##S(T *out, const T *x, const int64_t *idx,           \
                              fsg_idx B, fsg_idx F);                            \

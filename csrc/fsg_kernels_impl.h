@@ -571,10 +571,6 @@ FSG_HOT void FN(fsg_sum_blocks)(T *FSG_RESTRICT out, const T *FSG_RESTRICT x, fs
     }
 }
 
-void FN(fsg_copy)(T *FSG_RESTRICT out, const T *FSG_RESTRICT x, fsg_idx n) {
-    memcpy(out, x, (size_t)n * sizeof(T));
-}
-
 void FN(fsg_gather_rows)(T *FSG_RESTRICT out, const T *FSG_RESTRICT x,
                          const int64_t *FSG_RESTRICT idx, fsg_idx B, fsg_idx F) {
     for (fsg_idx b = 0; b < B; b++)

@@ -387,7 +387,7 @@ cdef double forward_backward_split(const Plan *p, Work *w, fsg_team *team, float
     blocks phase 2 updates, so each thread keeps reading the weights it
     writes).  Tiny layers run on the master.  Returns sum of sw * loss."""
     cdef Py_ssize_t B = w.B, L = p.n_layers, K = p.units[p.n_layers]
-    cdef Py_ssize_t i, k, F = p.units[0], H
+    cdef Py_ssize_t i, F = p.units[0], H
     cdef const floating *a
     cdef const floating *y
     cdef const floating *sw = <const floating *> w.sw
@@ -707,7 +707,8 @@ cdef void serve(const Plan *p, const Work *w, fsg_team *team, int tid, floating 
 cdef void run_phase(const Plan *p, Work *w, fsg_team *team, int phase, Py_ssize_t n_items,
                     floating *ws, floating *params, floating *velocity) noexcept nogil:
     """Master: open a phase, work on it, wait for the items others claimed.
-    Solo (see run_epoch): run every item itself, the team stays asleep."""
+    Solo (see run_epoch), or a phase of one item (a small batch's sums):
+    run every item itself, the team stays asleep."""
     cdef Py_ssize_t item
     cdef double t0, t1
     w.phase = phase

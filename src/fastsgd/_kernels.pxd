@@ -62,8 +62,6 @@ cdef extern from "fastsgd.h" nogil:
     void fsg_sum_blocks_f64(double *out, const double *x, fsg_idx stride, fsg_idx m,
                             fsg_idx n) noexcept
     void fsg_accumulate_f64(double *out, const double *x, fsg_idx n) noexcept
-    void fsg_copy_f32(float *out, const float *x, fsg_idx n) noexcept
-    void fsg_copy_f64(double *out, const double *x, fsg_idx n) noexcept
     void fsg_gather_rows_f32(float *out, const float *x, const int64_t *idx, fsg_idx B, fsg_idx F) noexcept
     void fsg_gather_rows_f64(double *out, const double *x, const int64_t *idx, fsg_idx B, fsg_idx F) noexcept
     int fsg_all_finite_f32(const float *x, fsg_idx n) noexcept
@@ -178,13 +176,6 @@ cdef inline void sum_blocks(floating *out, const floating *x, fsg_idx stride, fs
         fsg_sum_blocks_f32(out, x, stride, m, n)
     else:
         fsg_sum_blocks_f64(out, x, stride, m, n)
-
-
-cdef inline void copy_into(floating *out, const floating *x, fsg_idx n) noexcept nogil:
-    if floating is float:
-        fsg_copy_f32(out, x, n)
-    else:
-        fsg_copy_f64(out, x, n)
 
 
 cdef inline void gather_rows(floating *out, const floating *x, const int64_t *idx, fsg_idx B,
