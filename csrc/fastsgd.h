@@ -95,7 +95,11 @@ enum fsg_output {
     void fsg_gather_rows_##S(T *out, const T *x, const int64_t *idx,           \
                              fsg_idx B, fsg_idx F);                            \
     /* 1 when all n values are finite */                                       \
-    int fsg_all_finite_##S(const T *x, fsg_idx n);
+    int fsg_all_finite_##S(const T *x, fsg_idx n);                             \
+    /* out[b*ldo + j] <- x[idx[b]*ldx + j] for b < B, j < width, as a gather, \
+     * checking the values on the way: 1 when all are finite */               \
+    int fsg_gather_finite_##S(T *out, fsg_idx ldo, const T *x, fsg_idx ldx,   \
+                              const int64_t *idx, fsg_idx B, fsg_idx width);
 
 FSG_DECLARE_KERNELS(float, f32)
 FSG_DECLARE_KERNELS(double, f64)

@@ -585,6 +585,24 @@ FSG_HOT int FN(fsg_all_finite)(const T *FSG_RESTRICT x, fsg_idx n) {
     return acc == (T)0;
 }
 
+FSG_HOT int FN(fsg_gather_finite)(T *FSG_RESTRICT out, fsg_idx ldo, const T *FSG_RESTRICT x,
+                                  fsg_idx ldx, const int64_t *FSG_RESTRICT idx, fsg_idx B,
+                                  fsg_idx width) {
+    /* the copy and the check in one pass: the first epoch of a fit checks
+     * X as it gathers it, instead of reading all of X once more before */
+    T acc = 0;
+    for (fsg_idx b = 0; b < B; b++) {
+        T *FSG_RESTRICT o = out + b * ldo;
+        const T *FSG_RESTRICT xr = x + (fsg_idx)idx[b] * ldx;
+#pragma omp simd reduction(+ : acc)
+        for (fsg_idx j = 0; j < width; j++) {
+            o[j] = xr[j];
+            acc += xr[j] * (T)0;
+        }
+    }
+    return acc == (T)0;
+}
+
 #undef FN
 #undef FSG_CAT
 #undef FSG_CAT_

@@ -174,4 +174,14 @@ static inline void fsg_team_finish(fsg_team *t) {
         fsg_futex_wake(&t->seq, INT_MAX);
 }
 
+/* a flag any thread may raise during a phase (bad input seen); the master
+ * reads it once the phase is over, after fsg_team_wait's acquire */
+static inline void fsg_flag_raise(int32_t *flag) {
+    __atomic_store_n(flag, 1, __ATOMIC_RELAXED);
+}
+
+static inline int32_t fsg_flag_raised(int32_t *flag) {
+    return __atomic_load_n(flag, __ATOMIC_RELAXED);
+}
+
 #endif /* FSG_TEAM_H */

@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import sklearn
+from sklearn.base import clone
 from sklearn.datasets import make_classification, make_regression
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_is_fitted
 
+import fastsgd._base
 from fastsgd import DivergenceError, MLPClassifier, MLPRegressor
 
 # --------------------------------------------------------------------- data
@@ -657,3 +660,97 @@ def test_float32_model_given_values_beyond_float32_range(what):
         assert est.coefs_[0].dtype == np.float32
         assert np.isfinite(est._params).all()
         assert np.isfinite(est.predict(X)).all()
+
+
+# ------------------------------------------- X checked by the first epoch
+# A large X is checked for NaN/inf by the engine as the first epoch gathers
+# its rows (BaseSGDMLP._x_check_in_first_epoch), not in a pass of its own.
+# The same promises hold: scikit-learn's message, nothing lost.
+
+
+def _record_check_x(monkeypatch):
+    """Record the check_x of every epoch run (a list, returned)."""
+    seen = []
+    run_epoch = fastsgd._base.BaseSGDMLP._run_epoch
+
+    def spy(self, *args, check_x=False, **kwargs):
+        seen.append(check_x)
+        return run_epoch(self, *args, check_x=check_x, **kwargs)
+
+    monkeypatch.setattr(fastsgd._base.BaseSGDMLP, "_run_epoch", spy)
+    return seen
+
+
+@pytest.fixture
+def epoch_checks_X(monkeypatch):
+    """Every X, however small, is left to the first epoch's gathers when
+    that epoch gathers every row; returns the check_x of each epoch run."""
+    monkeypatch.setattr(fastsgd._base, "_EPOCH_CHECK_VALUES", 0)
+    return _record_check_x(monkeypatch)
+
+
+def _non_finite_X(cases):
+    return [c for c in cases if re.search(r"-(nan|inf)-X$", c.id) and
+            c.values[1].method in ("fit", "partial_fit")]
+
+
+@pytest.mark.parametrize("kind, call, exc, match", _non_finite_X(_fitted_model_cases()))
+def test_bad_X_found_by_first_epoch_leaves_fitted_model_unchanged(epoch_checks_X, kind, call,
+                                                                  exc, match):
+    est = fitted(kind)
+    snapshot = Snapshot(est, TRAIN[kind][0][::7])
+    epoch_checks_X.clear()
+    with pytest.raises(exc, match=match):
+        call(est)
+    assert epoch_checks_X == [True]   # found by the engine, in the first epoch
+    snapshot.assert_unchanged(est, kind)
+
+
+@pytest.mark.parametrize("kind, call, exc, match", _non_finite_X(_first_call_cases()))
+def test_bad_X_found_by_first_epoch_leaves_estimator_unfitted(epoch_checks_X, kind, call, exc,
+                                                              match):
+    test_failing_first_partial_fit_leaves_estimator_unfitted(kind, call, exc, match)
+    assert epoch_checks_X[0] is True
+
+
+@pytest.mark.parametrize("kind", ["clf_es", "reg_es"])
+def test_bad_X_in_training_or_validation_rows_with_early_stopping(epoch_checks_X, kind):
+    # the validation rows are never gathered for training: they are checked
+    # before it; the training rows by the engine
+    X, y = TRAIN[kind]
+    found_by_engine = []
+    for row in range(0, N, 3):
+        est = fitted(kind)
+        snapshot = Snapshot(est, X[::7])
+        epoch_checks_X.clear()
+        with pytest.raises(ValueError, match="^Input X contains NaN"):
+            est.fit(with_value(X, np.nan, (row, 0)), y)
+        found_by_engine.append(epoch_checks_X == [True])
+        snapshot.assert_unchanged(est, kind)
+    assert any(found_by_engine) and not all(found_by_engine)
+
+
+@pytest.mark.parametrize("batch_size, shuffle, rows, expected", [
+    (32, True, 300, True),
+    ("auto", True, 300, True),      # 200 rows a batch
+    ("auto", True, 200, False),     # one batch of every row: X is used in place
+    (32, False, 300, False),        # rows in storage order, used in place
+    (32, True, 100, False),         # 25,600 values: checked up front
+])
+def test_which_fits_leave_the_X_check_to_the_first_epoch(monkeypatch, batch_size, shuffle,
+                                                         rows, expected):
+    seen = _record_check_x(monkeypatch)
+    X, y = make_classification(n_samples=rows, n_features=256, random_state=0)
+    est = MLPClassifier(hidden_layer_sizes=(8,), batch_size=batch_size, shuffle=shuffle,
+                        max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+        assert seen == [expected, False]
+        # the check changes no number
+        with sklearn.config_context(assume_finite=True):
+            unchecked = clone(est).fit(X, y)
+    assert seen[2:] == [False, False]
+    np.testing.assert_array_equal(est._params, unchecked._params, strict=True)
+    with pytest.raises(ValueError, match="^Input X contains NaN"):
+        est.fit(with_value(X, np.nan, (rows - 1, 255)), y)

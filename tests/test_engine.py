@@ -173,3 +173,62 @@ def test_large_batches_without_room_for_group_buffers_take_the_phase_2_path(tuni
     # the grouped path sums in another order, so the comparison above could
     # have failed had the cap been ignored
     assert any(not np.array_equal(a, b) for a, b in zip(capped.coefs_, grouped.coefs_))
+
+
+def _check_x_epoch(X, order, batch_size, n_threads, check_x=True):
+    """One epoch of a 256-64-3 network on X (300 rows) with check_x; returns
+    (status, batches done, params after)."""
+    rng = np.random.RandomState(1)
+    layout = fastsgd._params.ParamLayout([X.shape[1], 64, 3])
+    params = layout.glorot_init(rng, "relu", X.dtype)
+    Y = np.eye(3, dtype=X.dtype)[rng.randint(3, size=X.shape[0])]
+    engine = _engine.Engine(layout.units, layout.coef_offsets, layout.intercept_offsets,
+                            fastsgd._params.ACTIVATION_CODES["relu"],
+                            fastsgd._params.OUTPUT_CODES["softmax"])
+    status, done, _ = engine.train_epoch(
+        params, np.zeros_like(params), X, Y, np.empty(0, X.dtype), order, batch_size,
+        1e-3, 0.9, True, 1e-4, n_threads, np.empty(X.shape[0]), check_x)
+    return status, done, params
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("batch_size", [1, 8, 32, 100, 300])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_check_x_finds_bad_value_on_every_gather_path(tuning, dtype, batch_size, n_threads):
+    # every way a row reaches the engine's gather buffers checks it: the
+    # master's first gather, the next batch's gather (alone, or by columns
+    # in the team's update tasks, fused at one row), the row slices of
+    # large batches; the epoch stops at the batch that gathered it, or the
+    # one before (which gathered the next batch's rows)
+    tuning(wake_guard=0)
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((300, 256)).astype(dtype)
+    order = rng.permutation(300).astype(np.int64)
+    status, done, _ = _check_x_epoch(X, order, batch_size, n_threads)
+    assert status == _engine.Status.STATUS_OK and done == -(-300 // batch_size)
+    for position in (0, 1, 150, 299):    # 150: in the solo probe at batch 8
+        for value in (np.nan, np.inf, -np.inf):
+            bad = X.copy()
+            bad[order[position], rng.randint(256)] = value
+            status, done, _ = _check_x_epoch(bad, order, batch_size, n_threads)
+            assert status == _engine.Status.STATUS_NONFINITE_X, (position, value)
+            assert done in (position // batch_size, position // batch_size + 1)
+            # unchecked, the same epoch runs on (and diverges or not)
+            status, _, _ = _check_x_epoch(bad, order, batch_size, n_threads, check_x=False)
+            assert status != _engine.Status.STATUS_NONFINITE_X
+
+
+@pytest.mark.parametrize("batch_size", [1, 8, 100])
+def test_check_x_changes_no_number(batch_size):
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((300, 256))
+    order = rng.permutation(300).astype(np.int64)
+    checked = _check_x_epoch(X, order, batch_size, 2, check_x=True)[2]
+    unchecked = _check_x_epoch(X, order, batch_size, 2, check_x=False)[2]
+    np.testing.assert_array_equal(checked, unchecked)
+
+
+def test_check_x_needs_gathered_rows():
+    X = np.zeros((300, 256))
+    with pytest.raises(ValueError, match="check_x needs an explicit row order"):
+        _check_x_epoch(X, np.empty(0, np.int64), 32, 1)

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
+from sklearn import get_config
 from sklearn.base import BaseEstimator, _fit_context, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
@@ -38,6 +39,11 @@ def _finite_in_dtype(arr, name, dtype):
     return out
 
 
+# X of at least this many values is checked for NaN/inf by the first epoch's
+# gathers when that epoch gathers every row (see _x_check_in_first_epoch);
+# smaller X is checked up front, in microseconds
+_EPOCH_CHECK_VALUES = 1 << 16
+
 # the largest engine scratch (bytes) an estimator keeps between fit calls
 _KEEP_ENGINE_BYTES = 16 << 20
 
@@ -51,6 +57,15 @@ class DivergenceError(ValueError):
 
     The model keeps the weights it had before the failing epoch.
     """
+
+
+class _NonFiniteX(Exception):
+    """The first epoch's gathers found NaN or infinity in X (internal: _fit
+    restores the model and raises scikit-learn's message)."""
+
+    def __init__(self, X):
+        super().__init__("X holds NaN or infinity")
+        self.X = X
 
 
 class _Checkpoint:
@@ -153,10 +168,11 @@ class BaseSGDMLP(BaseEstimator, ABC):
 
     # ----------------------------------------------------------------- hooks
     @abstractmethod
-    def _validate_input(self, X, y, incremental, reset, dtype):
+    def _validate_input(self, X, y, incremental, reset, dtype, check_finite=True):
         """Return ``(X, Y)``: X validated in ``dtype`` (a dtype or a tuple of
-        accepted ones), Y the internal 2-D target matrix.  May set label
-        state (classes_, binarizer)."""
+        accepted ones), checked for NaN/inf when ``check_finite``, Y the
+        internal 2-D target matrix.  May set label state (classes_,
+        binarizer)."""
 
     @abstractmethod
     def _output_activation(self):
@@ -248,6 +264,12 @@ class BaseSGDMLP(BaseEstimator, ABC):
             raise
         try:
             self._fit_stochastic(*plan, incremental=incremental, checkpoint=checkpoint)
+        except _NonFiniteX as bad:
+            # the first epoch found it (see _x_check_in_first_epoch): put
+            # everything back, then scikit-learn's check words the error
+            checkpoint.restore(self)
+            assert_all_finite(bad.X, 1, type(self).__name__)
+            raise ValueError("Input X contains NaN or infinity.") from None
         except Exception:
             if incremental:
                 # a partial_fit that fails leaves the model exactly as it was
@@ -269,8 +291,10 @@ class BaseSGDMLP(BaseEstimator, ABC):
         # a fitted model keeps its dtype: later data is validated in it, so a
         # float64 value beyond float32's range is reported, not trained on
         dtype = (np.float64, np.float32) if first_pass else self._params.dtype
+        check_x = self._x_check_in_first_epoch(X, incremental)
         with np.errstate(over="ignore"):
-            X, Y = self._validate_input(X, y, incremental, reset=first_pass, dtype=dtype)
+            X, Y = self._validate_input(X, y, incremental, reset=first_pass, dtype=dtype,
+                                        check_finite=not check_x)
         Y = _finite_in_dtype(Y, "y", X.dtype)
         if sample_weight is not None:
             with np.errstate(over="ignore"):
@@ -295,8 +319,37 @@ class BaseSGDMLP(BaseEstimator, ABC):
                 self.momentum, self.nesterovs_momentum, self.power_t)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        split = self._early_stopping_split(X, Y, sample_weight) if self.early_stopping else None
-        return X, Y, sample_weight, split, n_threads
+        split = None
+        if self.early_stopping:
+            split = self._early_stopping_split(X, Y, sample_weight)
+            if check_x:   # the validation rows are never gathered for training
+                assert_all_finite(split[1], n_threads, type(self).__name__)
+        return X, Y, sample_weight, split, n_threads, check_x
+
+    def _x_check_in_first_epoch(self, X, incremental):
+        """Whether this call leaves X's NaN/inf check to the engine: when its
+        first epoch gathers every row it trains on (shuffled batches, or an
+        early-stopping split), the gathers check each value as they copy it
+        (train_epoch(check_x=True)), which saves a read of all of X: 2.8 ms
+        of a 68 ms fit on 20,000 x 784 float64 rows at batch 32.  The error
+        is scikit-learn's all the same, only reported after the label checks,
+        and the model is put back as it was."""
+        shape = getattr(X, "shape", None)
+        if (shape is None or len(shape) != 2 or get_config()["assume_finite"]
+                or shape[0] * shape[1] < _EPOCH_CHECK_VALUES):
+            return False
+        if self.early_stopping:
+            return not incremental
+        return bool(self.shuffle) and self._batch_size_for(shape[0], warn=False) < shape[0]
+
+    def _batch_size_for(self, n_samples, warn=True):
+        """The batch size an epoch over n_samples rows uses (as scikit-learn)."""
+        if self.batch_size == "auto":
+            return min(200, n_samples)
+        if warn and self.batch_size > n_samples:
+            warnings.warn("Got `batch_size` less than 1 or larger than "
+                          "sample size. It is going to be clipped")
+        return int(min(max(self.batch_size, 1), n_samples))
 
     def _validate_changed_params(self):
         """Later partial_fit calls, which scikit-learn does not validate:
@@ -354,7 +407,7 @@ class BaseSGDMLP(BaseEstimator, ABC):
     def _targets_for_scoring(self, Y):
         return Y
 
-    def _fit_stochastic(self, X, Y, sample_weight, split, n_threads, incremental,
+    def _fit_stochastic(self, X, Y, sample_weight, split, n_threads, check_x, incremental,
                         checkpoint=None):
         early_stopping = split is not None
         if early_stopping:
@@ -364,13 +417,7 @@ class BaseSGDMLP(BaseEstimator, ABC):
             train_idx = X_val = y_val = sw_val = None
             n_samples = X.shape[0]
 
-        if self.batch_size == "auto":
-            batch_size = min(200, n_samples)
-        else:
-            if self.batch_size > n_samples:
-                warnings.warn("Got `batch_size` less than 1 or larger than "
-                              "sample size. It is going to be clipped")
-            batch_size = int(min(max(self.batch_size, 1), n_samples))
+        batch_size = self._batch_size_for(n_samples)
 
         engine = self._engine_for_network()
         params, velocity = self._params, self._optimizer.velocity
@@ -405,7 +452,8 @@ class BaseSGDMLP(BaseEstimator, ABC):
                     # sums (rounding), so X is used in place, not copied
                     order = contiguous
                 loss_sum = self._run_epoch(engine, params, velocity, X, Y, sw, order,
-                                           batch_size, n_threads, batch_losses, before)
+                                           batch_size, n_threads, batch_losses, before,
+                                           check_x=check_x and self.n_iter_ == 0)
                 self.n_iter_ += 1
                 # scikit-learn's epoch loss: batch losses weighted by row count
                 self.loss_ = loss_sum / n_samples
@@ -467,20 +515,23 @@ class BaseSGDMLP(BaseEstimator, ABC):
         return engine
 
     def _run_epoch(self, engine, params, velocity, X, Y, sw, order, batch_size, n_threads,
-                   batch_losses, before=None):
+                   batch_losses, before=None, check_x=False):
         """One epoch in the engine; returns the sum of batch loss x batch
         rows.  On divergence restores the weights from before the epoch
-        (`before`, or copies taken here) and raises."""
+        (`before`, or copies taken here) and raises.  `check_x`: the
+        engine's gathers check X (_x_check_in_first_epoch)."""
         if before is None:
             before = (params.copy(), velocity.copy())
         with single_threaded_blas():
             status, done, loss_sum = engine.train_epoch(
                 params, velocity, X, Y, sw, order, batch_size,
                 self._optimizer.learning_rate, self._optimizer.momentum,
-                self._optimizer.nesterov, self.alpha, n_threads, batch_losses)
+                self._optimizer.nesterov, self.alpha, n_threads, batch_losses, check_x)
         if status == _engine.Status.STATUS_OK and _engine.all_finite_slab(params):
             return loss_sum
         params[...], velocity[...] = before
+        if status == _engine.Status.STATUS_NONFINITE_X:
+            raise _NonFiniteX(X)
         epoch = self.n_iter_ + 1
         lr = self._optimizer.learning_rate
         if status == _engine.Status.STATUS_ZERO_WEIGHT_BATCH:

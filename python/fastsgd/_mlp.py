@@ -207,9 +207,10 @@ class MLPClassifier(ClassifierMixin, BaseSGDMLP):
             validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
             n_threads=n_threads)
 
-    def _validate_input(self, X, y, incremental, reset, dtype):
+    def _validate_input(self, X, y, incremental, reset, dtype, check_finite=True):
         X, y = validate_X_y(self, X, y, reset=reset, dtype=dtype)
-        assert_all_finite(X, effective_n_threads(self.n_threads), type(self).__name__)
+        if check_finite:
+            assert_all_finite(X, effective_n_threads(self.n_threads), type(self).__name__)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
 
@@ -406,9 +407,10 @@ class MLPRegressor(RegressorMixin, BaseSGDMLP):
             validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
             n_threads=n_threads)
 
-    def _validate_input(self, X, y, incremental, reset, dtype):
+    def _validate_input(self, X, y, incremental, reset, dtype, check_finite=True):
         X, y = validate_X_y(self, X, y, reset=reset, dtype=dtype, y_numeric=True)
-        assert_all_finite(X, effective_n_threads(self.n_threads), type(self).__name__)
+        if check_finite:
+            assert_all_finite(X, effective_n_threads(self.n_threads), type(self).__name__)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if self.loss == "poisson" and np.any(y < 0):

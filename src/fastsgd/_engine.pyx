@@ -46,7 +46,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport isfinite
 from libc.string cimport memcpy
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 from cpython.exc cimport PyErr_CheckSignals
 
 import numpy as np
@@ -54,7 +54,8 @@ import numpy as np
 from fastsgd._blas cimport gemm
 from fastsgd._kernels cimport (
     FSG_OUT_SQUARED, activation_backward, all_finite, bias_activation,
-    accumulate, column_sum, fsg_kernel_isa, fsg_kernel_multiversioned, gather_rows,
+    accumulate, column_sum, fsg_kernel_isa, fsg_kernel_multiversioned, gather_finite,
+    gather_rows,
     outer_update, outer_update_next, output_forward, output_loss_delta, sgd_update,
     small_matmul, small_matmul_bt, fsg_prefetch_rows, sum_blocks,
 )
@@ -76,6 +77,7 @@ cpdef enum Status:
     STATUS_NONFINITE_LOSS = 1        # a batch loss was NaN or inf
     STATUS_ZERO_WEIGHT_BATCH = 2     # a batch's sample weights sum to 0
     STATUS_INTERRUPTED = 3           # Ctrl-C; the KeyboardInterrupt is re-raised
+    STATUS_NONFINITE_X = 4           # check_x: a gathered row of X holds NaN or inf
 
 # Tuning knobs.  They change speed, never the thread-independence of the
 # results; some (small_rows, fused_rows, split_*, task_weights*, slice_rows)
@@ -196,6 +198,8 @@ cdef struct Plan:
     Py_ssize_t solo_wait_percent
     Py_ssize_t probe_rows
     Py_ssize_t accumulate_rows
+    bint check_x                 # gathers check X's values (see gather_x)
+    int32_t *x_bad               # ... and raise this flag at NaN or inf
 
 
 def _slice_rows(dtype):
@@ -253,7 +257,7 @@ cdef double forward_backward_slice(
     cdef double loss = 0.0
 
     if rows != NULL:
-        gather_rows(ws + p.xb_off + r0 * F, X, rows + r0, n, F)
+        gather_x(p, ws + p.xb_off + r0 * F, X, rows + r0, n, 0, F)
         gather_rows(ws + p.yb_off + r0 * K, Y, rows + r0, n, K)
         a = ws + p.xb_off + r0 * F
         y = ws + p.yb_off + r0 * K
@@ -398,7 +402,7 @@ cdef double forward_backward_split(const Plan *p, Work *w, fsg_team *team, float
     cdef floating *xb = ws + (p.xb2_off if w.xb_cur else p.xb_off)
     if w.rows != NULL:
         if not w.ready0:   # else the previous batch gathered these inputs
-            gather_rows(xb, <const floating *> w.X, w.rows, B, F)
+            gather_x(p, xb, <const floating *> w.X, w.rows, B, 0, F)
         gather_rows(ws + p.yb_off, <const floating *> w.Y, w.rows, B, K)
         if sw != NULL:
             gather_rows(ws + p.sw_off, sw, w.rows, B, 1)
@@ -495,6 +499,8 @@ cdef extern from "fsg_team.h" nogil:
     void fsg_team_wait(fsg_team *t, int64_t n) noexcept
     int fsg_team_wait_work(fsg_team *t) noexcept
     void fsg_team_finish(fsg_team *t) noexcept
+    void fsg_flag_raise(int32_t *flag) noexcept
+    int32_t fsg_flag_raised(int32_t *flag) noexcept
 
 # ---- waking the team for short work (csrc/fsg_wake.h has the why) ------------
 cdef extern from "fsg_wake.h" nogil:
@@ -640,7 +646,7 @@ cdef void run_item(const Plan *p, const Work *w, Py_ssize_t item, int tid, float
         backward_block(p, ws, params, w.B, w.layer, item)
     elif w.fuse_next and item < p.layer_n_tasks[0]:
         if w.gather_next:
-            gather_columns(p, w, item, sizeof(floating))
+            gather_columns(p, w, item, <floating *> w.next_a)
         # batches of one row: the update and the next row's layer-0 partial
         # in one pass over the block (each weight loaded once)
         p.task_sumsq[item] = outer_update_next(
@@ -660,28 +666,43 @@ cdef void run_item(const Plan *p, const Work *w, Py_ssize_t item, int tid, float
             <floating> w.inv_m, <floating> w.lr, <floating> w.mu, w.nesterov)
         if w.make_next and item < p.layer_n_tasks[0]:
             if w.gather_next:
-                gather_columns(p, w, item, sizeof(floating))
+                gather_columns(p, w, item, <floating *> w.next_a)
             # the block's new weights are in this core's L1: use them now for
             # the next batch's layer-0 partial (the same product the next
             # forward phase would compute, so the numbers are unchanged)
             forward_block(p, ws, params, <const floating *> w.next_a, w.next_B, 0, item)
 
 
+cdef inline void gather_x(const Plan *p, floating *out, const floating *x, const int64_t *rows,
+                         Py_ssize_t B, Py_ssize_t f0, Py_ssize_t width) noexcept nogil:
+    """Copy columns f0:f0+width of X's rows `rows` into the same columns of
+    out (both B rows of units[0] values).  In an epoch that checks X (the
+    first of a fit whose X was not checked up front: gathering reads it
+    anyway, a separate check would read all of X once more), the copy also
+    checks the values and raises p.x_bad at a NaN or infinity."""
+    cdef Py_ssize_t F = p.units[0], b
+    if p.check_x:
+        if not gather_finite(out + f0, F, x + f0, F, rows, B, width):
+            fsg_flag_raise(p.x_bad)
+    elif f0 == 0 and width == F:
+        gather_rows(out, x, rows, B, F)
+    else:
+        for b in range(B):
+            memcpy(out + b * F + f0, x + rows[b] * F + f0, width * sizeof(floating))
+
+
 cdef inline void gather_columns(const Plan *p, const Work *w, Py_ssize_t t,
-                                Py_ssize_t item) noexcept nogil:
+                                floating *next_a) noexcept nogil:
     """Copy columns f0:f1 (those of layer-0 task t) of the next batch's rows
-    (values of `item` bytes) into the next gather buffer.  The tasks
-    partition the columns, so the gather runs in parallel, and each task's
-    columns are the only ones its products (this partial, the next batch's
-    gradient block) ever read."""
-    cdef Py_ssize_t F = p.units[0], f0 = p.task_row0[t], width = p.task_row1[t] - f0, b
-    cdef char *out = <char *> w.next_a
-    cdef const char *x = <const char *> w.next_X
-    for b in range(w.next_B):
-        memcpy(out + (b * F + f0) * item, x + (w.next_rows[b] * F + f0) * item, width * item)
+    into the next gather buffer.  The tasks partition the columns, so the
+    gather runs in parallel, and each task's columns are the only ones its
+    products (this partial, the next batch's gradient block) ever read."""
+    cdef Py_ssize_t F = p.units[0], f0 = p.task_row0[t], width = p.task_row1[t] - f0
+    gather_x(p, next_a, <const floating *> w.next_X, w.next_rows, w.next_B, f0, width)
     if w.ahead_B > 0 and w.B > 1:
         # the same columns of the batch after next: in cache when gathered
-        fsg_prefetch_rows(x, w.ahead_rows, w.ahead_B, F * item, f0 * item, width * item)
+        fsg_prefetch_rows(w.next_X, w.ahead_rows, w.ahead_B, F * sizeof(floating),
+                          f0 * sizeof(floating), width * sizeof(floating))
 
 
 cdef void run_items(const Plan *p, const Work *w, fsg_team *team, int tid, floating *ws,
@@ -777,7 +798,7 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
             # B=32: 2 threads +3%, 1 thread -6% with columns)
             w.gather_next = p.n_threads > 1 and not w.solo
             if not w.gather_next:
-                gather_rows(xb_next, <const floating *> w.next_X, w.next_rows, w.next_B, F)
+                gather_x(p, xb_next, <const floating *> w.next_X, w.next_rows, w.next_B, 0, F)
         else:
             w.next_a = w.next_X
             w.gather_next = False
@@ -861,6 +882,9 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
             if m == 0.0:
                 return STATUS_ZERO_WEIGHT_BATCH
         loss = train_batch(p, w, team, ws, params, velocity, m)
+        if p.check_x and fsg_flag_raised(p.x_bad):
+            done[0] = k + 1   # (this batch or the next holds the bad value)
+            return STATUS_NONFINITE_X
         if probing:
             adapt_probe(p, ad, w)
         elif p.n_threads > 1:
@@ -998,6 +1022,7 @@ cdef class Engine:
     cdef object _ws_dtype
     cdef Plan _plan
     cdef Adapt _adapt
+    cdef int32_t _x_bad             # raised by check_x gathers (Plan.x_bad)
     cdef double _row_ns            # one thread's ns per row in the last call...
     cdef Py_ssize_t _row_ns_batch  # ...at this batch size (0: none yet)
 
@@ -1209,7 +1234,8 @@ cdef class Engine:
                     const int64_t[::1] order not None,
                     Py_ssize_t batch_size, double learning_rate,
                     double momentum, bint nesterov, double alpha,
-                    int n_threads, double[::1] batch_losses not None):
+                    int n_threads, double[::1] batch_losses not None,
+                    bint check_x=False):
         """Run one epoch: every batch of `order` (or of X's rows in storage
         order when `order` is empty), one forward/backward/update each.
 
@@ -1217,7 +1243,12 @@ cdef class Engine:
         `batch_losses`.  Returns (status, batches done, sum over batches of
         loss * batch rows); status is STATUS_OK or why the epoch stopped
         early (the failing batch's update has been applied).  Ctrl-C raises
-        KeyboardInterrupt between batches, leaving the updates made so far."""
+        KeyboardInterrupt between batches, leaving the updates made so far.
+
+        `check_x`: check every row of X for NaN and infinity as it is
+        gathered (the epoch must gather: `order` not empty); at the first
+        bad value the epoch stops with STATUS_NONFINITE_X, after the batch
+        that gathered it (its update may have been applied)."""
         cdef Py_ssize_t n_rows = X.shape[0]
         cdef Py_ssize_t n = order.shape[0] if order.shape[0] > 0 else n_rows
         cdef Py_ssize_t L = len(self.units) - 1
@@ -1248,6 +1279,8 @@ cdef class Engine:
             if np.min(order) < 0 or np.max(order) >= n_rows:
                 raise ValueError("row order out of range")
             order_ptr = &order[0]
+        if check_x and order.shape[0] == 0:
+            raise ValueError("check_x needs an explicit row order (gathered rows)")
         n_batches = (n + batch_size - 1) // batch_size
         if batch_losses.shape[0] < n_batches:
             raise ValueError("batch_losses too short")
@@ -1270,6 +1303,9 @@ cdef class Engine:
         self._plan.solo_wait_percent = _TUNING["solo_wait_percent"]
         self._plan.probe_rows = _TUNING["probe_rows"]
         self._plan.accumulate_rows = _TUNING["accumulate_rows"]
+        self._x_bad = 0
+        self._plan.x_bad = &self._x_bad
+        self._plan.check_x = check_x
         cdef floating[::1] ws_view = self._ws
         cdef floating *ws = &ws_view[0]
         cdef floating *w_ptr = &params[0]
@@ -1380,6 +1416,7 @@ def predict(units, coef_offsets, intercept_offsets, int activation, int output,
     latest[0] = 0
     scratch_arr = np.empty(2 * width * n_threads, dtype=np.asarray(X).dtype)
     cdef floating[::1] scratch = scratch_arr
+    plan.check_x = False   # (prediction never gathers)
     plan.small_rows = _TUNING["small_rows"]
 
     with nogil, parallel(num_threads=n_threads, use_threads_if=n_threads > 1):

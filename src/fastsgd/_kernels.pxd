@@ -66,6 +66,10 @@ cdef extern from "fastsgd.h" nogil:
     void fsg_gather_rows_f64(double *out, const double *x, const int64_t *idx, fsg_idx B, fsg_idx F) noexcept
     int fsg_all_finite_f32(const float *x, fsg_idx n) noexcept
     int fsg_all_finite_f64(const double *x, fsg_idx n) noexcept
+    int fsg_gather_finite_f32(float *out, fsg_idx ldo, const float *x, fsg_idx ldx,
+                              const int64_t *idx, fsg_idx B, fsg_idx width) noexcept
+    int fsg_gather_finite_f64(double *out, fsg_idx ldo, const double *x, fsg_idx ldx,
+                              const int64_t *idx, fsg_idx B, fsg_idx width) noexcept
     void fsg_prefetch_rows(const void *x, const int64_t *idx, fsg_idx B, size_t row_bytes,
                            size_t first, size_t count) noexcept
     const char *fsg_kernel_isa() noexcept
@@ -184,6 +188,14 @@ cdef inline void gather_rows(floating *out, const floating *x, const int64_t *id
         fsg_gather_rows_f32(out, x, idx, B, F)
     else:
         fsg_gather_rows_f64(out, x, idx, B, F)
+
+
+cdef inline bint gather_finite(floating *out, fsg_idx ldo, const floating *x, fsg_idx ldx,
+                               const int64_t *idx, fsg_idx B, fsg_idx width) noexcept nogil:
+    if floating is float:
+        return fsg_gather_finite_f32(out, ldo, x, ldx, idx, B, width)
+    else:
+        return fsg_gather_finite_f64(out, ldo, x, ldx, idx, B, width)
 
 
 cdef inline bint all_finite(const floating *x, fsg_idx n) noexcept nogil:
