@@ -133,6 +133,7 @@ def test_small_batches_probe_team_and_alone_without_changing_results(tuning):
     # every batch is counted on one side, and the numbers are those of 1 thread
     # (the wake guard could run a whole epoch alone, outside the probes)
     tuning(parallel_min_work=1, wake_guard=0)
+    _engine.forget_adapt_memory()
     layout = fastsgd._params.ParamLayout([64, 256, 10])
     make = lambda: _engine.Engine(layout.units, layout.coef_offsets,  # noqa: E731
                                   layout.intercept_offsets, 3, 3)
@@ -148,6 +149,34 @@ def test_small_batches_probe_team_and_alone_without_changing_results(tuning):
     unprobed = make()
     _small_batch_epochs(unprobed, 2)
     assert unprobed.adapt_stats()["solo_batches"] == 0
+
+
+def test_new_engine_trusts_a_recent_verdict_for_its_shape(tuning):
+    # a run of fits makes a new engine each time: the second engine of a
+    # shape starts with the first one's verdict instead of probing
+    tuning(parallel_min_work=1, wake_guard=0)
+    _engine.forget_adapt_memory()
+    layout = fastsgd._params.ParamLayout([64, 256, 10])
+    make = lambda: _engine.Engine(layout.units, layout.coef_offsets,  # noqa: E731
+                                  layout.intercept_offsets, 3, 3)
+    first = make()
+    _small_batch_epochs(first, 2, epochs=1)
+    verdict = first.adapt_stats()["run_solo"]
+    second = make()
+    w2, v2 = _small_batch_epochs(second, 2, epochs=1, n=120)   # 30 batches
+    stats = second.adapt_stats()
+    assert stats["run_solo"] == verdict
+    assert stats["solo_batches" if verdict else "team_batches"] == 30
+    w1, v1 = _small_batch_epochs(make(), 1, epochs=1, n=120)
+    np.testing.assert_array_equal(w1, w2)
+    np.testing.assert_array_equal(v1, v2)
+    # another batch size, or no memory: a probe (16 batches each way) first
+    for batch_size in (4, 5):
+        if batch_size == 4:
+            _engine.forget_adapt_memory()
+        third = make()
+        _small_batch_epochs(third, 2, epochs=1, batch_size=batch_size)
+        assert third.adapt_stats()["solo_batches"] >= 16
 
 
 def test_large_batches_without_room_for_group_buffers_take_the_phase_2_path(tuning):
