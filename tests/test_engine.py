@@ -128,15 +128,21 @@ def _small_batch_epochs(engine, n_threads, epochs=2, batch_size=4, n=1200):
     return w, v
 
 
+def _fresh_small_batch_engines(tuning):
+    """Threads on for tiny work, no wake guard, no remembered verdicts;
+    returns a maker of engines for _small_batch_epochs' network."""
+    tuning(parallel_min_work=1, wake_guard=0)
+    _engine.forget_adapt_memory()
+    layout = fastsgd._params.ParamLayout([64, 256, 10])
+    return lambda: _engine.Engine(layout.units, layout.coef_offsets,
+                                  layout.intercept_offsets, 3, 3)
+
+
 def test_small_batches_probe_team_and_alone_without_changing_results(tuning):
     # the master times the team against itself alone and runs the faster;
     # every batch is counted on one side, and the numbers are those of 1 thread
     # (the wake guard could run a whole epoch alone, outside the probes)
-    tuning(parallel_min_work=1, wake_guard=0)
-    _engine.forget_adapt_memory()
-    layout = fastsgd._params.ParamLayout([64, 256, 10])
-    make = lambda: _engine.Engine(layout.units, layout.coef_offsets,  # noqa: E731
-                                  layout.intercept_offsets, 3, 3)
+    make = _fresh_small_batch_engines(tuning)
     probed = make()
     w2, v2 = _small_batch_epochs(probed, 2)
     stats = probed.adapt_stats()
@@ -154,11 +160,7 @@ def test_small_batches_probe_team_and_alone_without_changing_results(tuning):
 def test_new_engine_trusts_a_recent_verdict_for_its_shape(tuning):
     # a run of fits makes a new engine each time: the second engine of a
     # shape starts with the first one's verdict instead of probing
-    tuning(parallel_min_work=1, wake_guard=0)
-    _engine.forget_adapt_memory()
-    layout = fastsgd._params.ParamLayout([64, 256, 10])
-    make = lambda: _engine.Engine(layout.units, layout.coef_offsets,  # noqa: E731
-                                  layout.intercept_offsets, 3, 3)
+    make = _fresh_small_batch_engines(tuning)
     first = make()
     _small_batch_epochs(first, 2, epochs=1)
     verdict = first.adapt_stats()["run_solo"]
