@@ -11,7 +11,9 @@ stream of small ``partial_fit`` calls or single-row predictions.  Here:
   ``validate_data`` itself;
 * the engine checks a C-contiguous float matrix for NaN/inf with all
   threads; when it finds a bad value, scikit-learn's own check runs so that
-  the message is exactly scikit-learn's.
+  the message is exactly scikit-learn's.  A fit whose first epoch gathers
+  every row of a large X leaves the check to those gathers instead
+  (BaseSGDMLP._x_check_in_first_epoch).
 """
 
 import numpy as np
