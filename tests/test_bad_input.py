@@ -713,6 +713,27 @@ def test_bad_X_found_by_first_epoch_leaves_estimator_unfitted(epoch_checks_X, ki
     assert epoch_checks_X[0] is True
 
 
+@pytest.mark.parametrize("kind", ["clf", "reg"])
+@pytest.mark.parametrize("how", ["diverging", "zero-weight-batch"])
+def test_bad_X_reported_even_when_the_first_epoch_fails_before_it(epoch_checks_X, kind, how):
+    # the epoch stops at an earlier failure, before its gathers reach the
+    # bad row; the error is still the bad X's, as with a check up front
+    X, y = TRAIN[kind]
+    est = fitted(kind)
+    snapshot = Snapshot(est, X[::7])
+    kwargs = {}
+    if how == "diverging":
+        X = X * 1e300
+    else:
+        kwargs["sample_weight"] = np.zeros(N)
+        kwargs["sample_weight"][-1] = 1.0   # (a batch of zero weights comes first)
+    epoch_checks_X.clear()
+    with pytest.raises(ValueError, match="^Input X contains NaN"):
+        est.fit(with_value(X, np.nan, (N - 1, 0)), y, **kwargs)
+    assert epoch_checks_X == [True]
+    snapshot.assert_unchanged(est, kind)
+
+
 @pytest.mark.parametrize("kind", ["clf_es", "reg_es"])
 def test_bad_X_in_training_or_validation_rows_with_early_stopping(epoch_checks_X, kind):
     # the validation rows are never gathered for training: they are checked

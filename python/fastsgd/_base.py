@@ -530,7 +530,11 @@ class BaseSGDMLP(BaseEstimator, ABC):
         if status == _engine.Status.STATUS_OK and _engine.all_finite_slab(params):
             return loss_sum
         params[...], velocity[...] = before
-        if status == _engine.Status.STATUS_NONFINITE_X:
+        # an epoch that was to check X but stopped early has not seen every
+        # row: bad input is reported before any other failure, as up front
+        if status == _engine.Status.STATUS_NONFINITE_X or (
+                check_x and status != _engine.Status.STATUS_OK
+                and not _engine.all_finite_rows(X, n_threads)):
             raise _NonFiniteX(X)
         epoch = self.n_iter_ + 1
         lr = self._optimizer.learning_rate
