@@ -263,3 +263,20 @@ def test_check_x_needs_gathered_rows():
     X = np.zeros((300, 256))
     with pytest.raises(ValueError, match="check_x needs an explicit row order"):
         _check_x_epoch(X, np.empty(0, np.int64), 32, 1)
+
+
+@pytest.mark.parametrize("batch_size", [2, 8, 32])
+def test_next_batch_gathered_during_the_small_layers_changes_no_number(tuning, batch_size):
+    # with a team, the next batch's rows are gathered either by the update
+    # tasks or in a phase of their own while the master runs the small
+    # layers (gather_early); either way the numbers are those of 1 thread
+    tuning(wake_guard=0, probe_rows=0)
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((300, 256))
+    order = rng.permutation(300).astype(np.int64)
+    alone = _check_x_epoch(X, order, batch_size, 1, check_x=False)[2]
+    early = _check_x_epoch(X, order, batch_size, 2, check_x=False)[2]
+    tuning(gather_early=0)
+    by_tasks = _check_x_epoch(X, order, batch_size, 2, check_x=False)[2]
+    np.testing.assert_array_equal(early, alone)
+    np.testing.assert_array_equal(by_tasks, alone)

@@ -107,6 +107,9 @@ cdef dict _TUNING = dict(
                              #     into the update (layers >= one vector wide)
     split_rows=64,           # batches up to this many rows split phase 1 by
     split_min_weights=16384, #     weights, for layers with this many weights
+    gather_early=1,          # ... the team gathers the next batch while
+                             #     the master runs the small layers (0: the
+                             #     update tasks gather it, each its columns)
     sum_rows=4,              # ... their products (sums of the blocks'
                              #     partials) are summed in row chunks of
                              #     this many rows, shared by the team
@@ -132,7 +135,7 @@ def set_tuning(**knobs):
     for key, value in knobs.items():
         if key not in _TUNING:
             raise KeyError(f"unknown tuning knob {key!r}")
-        least = 0 if key in ("probe_rows", "wake_guard") else 1
+        least = 0 if key in ("probe_rows", "wake_guard", "gather_early") else 1
         if int(value) < least:
             raise ValueError(f"tuning knob {key!r} must be >= {least}")
         _TUNING[key] = int(value)
@@ -198,6 +201,7 @@ cdef struct Plan:
     Py_ssize_t solo_wait_percent
     Py_ssize_t probe_rows
     Py_ssize_t accumulate_rows
+    bint small_tail              # every layer after the first is below split_min_weights
     bint check_x                 # gathers check X's values (see gather_x)
     int32_t *x_bad               # ... and raise this flag at NaN or inf
 
@@ -398,6 +402,7 @@ cdef double forward_backward_split(const Plan *p, Work *w, fsg_team *team, float
     cdef floating *z
     cdef floating *d_below
     cdef double loss = 0.0
+    cdef double t_gather = 0.0
 
     cdef floating *xb = ws + (p.xb2_off if w.xb_cur else p.xb_off)
     if w.rows != NULL:
@@ -430,6 +435,11 @@ cdef double forward_backward_split(const Plan *p, Work *w, fsg_team *team, float
             w.z = z
             run_phase(p, w, team, PHASE_SUMS, (B + p.sum_rows - 1) // p.sum_rows,
                       ws, params, velocity)
+            if i == 0 and w.gather_early:
+                # the team gathers the next batch while the master runs the
+                # small layers below, which would leave it idle
+                t_gather = now_ns()
+                open_phase(w, team, PHASE_GATHER, p.layer_n_tasks[0])
         else:
             matmul(p, z, a, F, params + p.coef_off[i], B, F, H)
             if i < L - 1:
@@ -448,6 +458,8 @@ cdef double forward_backward_split(const Plan *p, Work *w, fsg_team *team, float
             d_below = ws + p.delta_off[i - 1]
             matmul_bt(p, d_below, F, ws + p.delta_off[i], params + p.coef_off[i], B, F, H)
             activation_backward(d_below, ws + p.act_off[i], B * F, p.activation)
+    if w.gather_early:
+        close_phase(p, w, team, p.layer_n_tasks[0], t_gather, ws, params, velocity)
     return loss
 
 
@@ -540,6 +552,7 @@ cdef enum Phase:
     PHASE_FORWARD = 3     # small batches: one layer's forward, by weight blocks
     PHASE_BACKWARD = 4    # small batches: one layer's delta, by weight blocks
     PHASE_SUMS = 5        # small batches: one layer's partials summed, by rows
+    PHASE_GATHER = 6      # small batches: the next batch's inputs, by columns
 
 
 # What the team works on: written by the master before it publishes a phase,
@@ -564,6 +577,7 @@ cdef struct Work:
     Py_ssize_t ahead_B          #     rows; 0: none)
     const void *next_a        # next batch's layer-0 input, once gathered
     bint gather_next          # phase 2 tasks gather their columns of next_a
+    bint gather_early         # ... no: PHASE_GATHER does, during the small layers
     bint make_next            # phase 2 computes the next layer-0 partials
     bint fuse_next            # ... inside the update (batches of one row)
     bint ready0               # this batch's layer-0 partials are computed
@@ -657,6 +671,8 @@ cdef void run_item(const Plan *p, const Work *w, Py_ssize_t item, int tid, float
             <const floating *> w.sw, w.rows, r0, r1)
     elif w.phase == PHASE_SUMS:
         sum_chunk(p, w, ws, params, item)
+    elif w.phase == PHASE_GATHER:
+        gather_columns(p, w, item, <floating *> w.next_a)
     elif w.phase == PHASE_FORWARD:
         forward_block(p, ws, params, <const floating *> w.a_in, w.B, w.layer, item)
     elif w.phase == PHASE_BACKWARD:
@@ -748,14 +764,27 @@ cdef void run_phase(const Plan *p, Work *w, fsg_team *team, int phase, Py_ssize_
     Solo (see run_epoch), or a phase of one item (a small batch's sums):
     run every item itself, the team stays asleep."""
     cdef Py_ssize_t item
-    cdef double t0, t1
     w.phase = phase
     if w.solo or n_items == 1:
         for item in range(n_items):
             run_item(p, w, item, 0, ws, params, velocity)
         return
-    t0 = now_ns()
+    open_phase(w, team, phase, n_items)
+    close_phase(p, w, team, n_items, now_ns(), ws, params, velocity)
+
+
+cdef inline void open_phase(Work *w, fsg_team *team, int phase, Py_ssize_t n_items) noexcept nogil:
+    """Master: publish a phase of n_items items to the team.  Until
+    close_phase the master may do other work that the items do not read."""
+    w.phase = phase
     fsg_team_publish(team, n_items)
+
+
+cdef void close_phase(const Plan *p, Work *w, fsg_team *team, Py_ssize_t n_items, double t0,
+                      floating *ws, floating *params, floating *velocity) noexcept nogil:
+    """Master: run the items of the open phase no one has claimed, then wait
+    for those others did (time since t0 counts as work, the wait as waiting)."""
+    cdef double t1
     run_items(p, w, team, 0, ws, params, velocity)
     t1 = now_ns()
     fsg_team_wait(team, n_items)
@@ -779,6 +808,38 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
 
     cdef Py_ssize_t F = p.units[0]
     cdef floating *xb_next
+    # the next batch: phase 2 starts its layer-0 forward on each block it has
+    # just updated (small batches), and someone gathers its rows
+    w.gather_early = False
+    w.make_next = (w.B <= p.split_rows and 0 < w.next_B <= p.split_rows
+                   and F * p.units[1] >= p.split_min_weights)
+    # the condition of update_task's fused path, for one-row batches
+    w.fuse_next = (w.make_next and w.B == 1 and w.next_B == 1 and p.fused_rows >= 1
+                   and p.units[1] >= 4 * FSG_VECTOR_BYTES // sizeof(floating))
+    if w.make_next:
+        if w.next_rows != NULL:
+            xb_next = ws + (p.xb_off if w.xb_cur else p.xb2_off)
+            w.next_a = xb_next
+            # with a team, the phase 2 tasks gather it, each its own columns
+            # (in parallel); alone, whole rows stream faster (measured at
+            # B=32: 2 threads +3%, 1 thread -6% with columns)
+            w.gather_next = p.n_threads > 1 and not w.solo
+            # ... or, at batches of several rows whose layers after the
+            # first are small, a phase of its own while the master runs
+            # those layers (the team would idle)
+            w.gather_early = w.gather_next and w.B > 1 and p.small_tail
+            w.gather_next = w.gather_next and not w.gather_early
+            if not (w.gather_next or w.gather_early):
+                gather_x(p, xb_next, <const floating *> w.next_X, w.next_rows, w.next_B, 0, F)
+        else:
+            w.next_a = w.next_X
+            w.gather_next = False
+    # (one-row batches: the master asks for the whole row; a row ahead is
+    # too little lead for a dozen tasks' calls each to pay, measured 81k vs
+    # 88k rows/s float64 on 2 threads)
+    if w.ahead_B > 0 and not (w.make_next and (w.gather_next or w.gather_early) and w.B > 1):
+        fsg_prefetch_rows(w.next_X, w.ahead_rows, w.ahead_B, F * sizeof(floating), 0,
+                          F * sizeof(floating))
     if w.B <= p.split_rows:
         n_slices = 1
         p.slice_loss[0] = forward_backward_split(p, w, team, ws, params, velocity)
@@ -801,30 +862,6 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
         w.n_slices = n_slices
         run_phase(p, w, team, PHASE_SLICES, n_groups if w.accumulate else n_slices,
                   ws, params, velocity)
-    w.make_next = (w.B <= p.split_rows and 0 < w.next_B <= p.split_rows
-                   and F * p.units[1] >= p.split_min_weights)
-    # the condition of update_task's fused path, for one-row batches
-    w.fuse_next = (w.make_next and w.B == 1 and w.next_B == 1 and p.fused_rows >= 1
-                   and p.units[1] >= 4 * FSG_VECTOR_BYTES // sizeof(floating))
-    if w.make_next:
-        if w.next_rows != NULL:
-            xb_next = ws + (p.xb_off if w.xb_cur else p.xb2_off)
-            w.next_a = xb_next
-            # with a team, the phase 2 tasks gather it, each its own columns
-            # (in parallel); alone, whole rows stream faster (measured at
-            # B=32: 2 threads +3%, 1 thread -6% with columns)
-            w.gather_next = p.n_threads > 1 and not w.solo
-            if not w.gather_next:
-                gather_x(p, xb_next, <const floating *> w.next_X, w.next_rows, w.next_B, 0, F)
-        else:
-            w.next_a = w.next_X
-            w.gather_next = False
-    # (one-row batches: the master asks for the whole row; a row ahead is
-    # too little lead for a dozen tasks' calls each to pay, measured 81k vs
-    # 88k rows/s float64 on 2 threads)
-    if w.ahead_B > 0 and not (w.make_next and w.gather_next and w.B > 1):
-        fsg_prefetch_rows(w.next_X, w.ahead_rows, w.ahead_B, F * sizeof(floating), 0,
-                          F * sizeof(floating))
     # every delta is known now, so weights may change
     run_phase(p, w, team, PHASE_TASKS, p.n_tasks, ws, params, velocity)
     w.ready0 = w.make_next
@@ -1321,6 +1358,9 @@ cdef class Engine:
         self._plan.solo_wait_percent = _TUNING["solo_wait_percent"]
         self._plan.probe_rows = _TUNING["probe_rows"]
         self._plan.accumulate_rows = _TUNING["accumulate_rows"]
+        self._plan.small_tail = _TUNING["gather_early"] and L >= 2 and all(
+            self.units[i] * self.units[i + 1] < self._plan.split_min_weights
+            for i in range(1, L))
         self._x_bad = 0
         self._plan.x_bad = &self._x_bad
         self._plan.check_x = check_x
