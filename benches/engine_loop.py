@@ -4,15 +4,21 @@ on one network, batch size and thread count, without the estimator around it
 
     python benches/engine_loop.py float64 32 2
     python benches/engine_loop.py float32 1 2 --epochs 2 --tune task_bytes_one=32768
+    python benches/engine_loop.py float64 32 2 --rows 10000 --epochs 32 --ab gather_early=0,1
 
-This is how changes to the engine were judged on the shared build machine,
-where 2-thread speed swings by up to 30% for minutes at a time: install the
-build before a change elsewhere (pip install --target DIR .), then alternate
-`PYTHONPATH=DIR python benches/engine_loop.py ...` with the current build,
-several rounds, and compare the ranges.  One-thread rows move by about 5%.
+This is how changes to the engine are judged on the shared build machine,
+where 2-thread speed swings by up to 30% for minutes at a time.  Best, when
+the change is a tuning knob: --ab alternates the knob's two values epoch by
+epoch in one process (the order swapped every pair) and reports the median
+ratio of each pair, which the machine's slow stretches mostly cancel out of.
+Otherwise install the build before the change (pip install --target DIR .),
+then alternate `PYTHONPATH=DIR python benches/engine_loop.py ...` with the
+current build, several rounds, and compare the ranges.  One-thread rows move
+by about 5%.
 """
 
 import argparse
+import statistics
 import time
 
 import numpy as np
@@ -33,8 +39,17 @@ def main():
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs, one line each")
     parser.add_argument("--tune", action="append", default=[], metavar="KNOB=VALUE",
                         help="an engine tuning knob (see fastsgd._engine.get_tuning())")
+    parser.add_argument("--ab", metavar="KNOB=A,B",
+                        help="alternate the knob between A and B, epoch by epoch; --epochs "
+                        "counts both (an untimed first epoch warms up)")
     args = parser.parse_args()
     _engine.set_tuning(**{k: int(v) for k, v in (t.split("=") for t in args.tune)})
+    settings = [None]
+    if args.ab:
+        knob, values = args.ab.split("=")
+        settings = [{knob: int(v)} for v in values.split(",")]
+        if len(settings) != 2:
+            parser.error("--ab takes two values: KNOB=A,B")
 
     dtype = np.dtype(args.dtype)
     rng = np.random.RandomState(0)
@@ -48,15 +63,34 @@ def main():
                             ACTIVATION_CODES["relu"], OUTPUT_CODES["softmax"])
     losses = np.empty(args.rows)
     lr = 0.01 if args.batch_size >= 32 else 0.001
+    def epoch():
+        order = rng.permutation(args.rows).astype(np.int64)
+        start = time.perf_counter()
+        engine.train_epoch(params, velocity, X, Y, np.empty(0, dtype), order,
+                           args.batch_size, lr, 0.9, True, 1e-4, args.threads, losses)
+        return args.rows / (time.perf_counter() - start)
+
+    label = f"{args.dtype} batch {args.batch_size} threads {args.threads}"
     with threadpool_limits(1, "blas"):
-        for _ in range(args.epochs):
-            order = rng.permutation(args.rows).astype(np.int64)
-            start = time.perf_counter()
-            engine.train_epoch(params, velocity, X, Y, np.empty(0, dtype), order,
-                               args.batch_size, lr, 0.9, True, 1e-4, args.threads, losses)
-            seconds = time.perf_counter() - start
-            print(f"{args.dtype} batch {args.batch_size} threads {args.threads}: "
-                  f"{args.rows / seconds / 1e3:.0f}k rows/s", flush=True)
+        if not args.ab:
+            for _ in range(args.epochs):
+                print(f"{label}: {epoch() / 1e3:.0f}k rows/s", flush=True)
+            return
+        epoch()
+        rates, ratios = ([], []), []
+        for pair in range(args.epochs // 2):
+            order = (0, 1) if pair % 2 == 0 else (1, 0)
+            rate = [0.0, 0.0]
+            for i in order:
+                _engine.set_tuning(**settings[i])
+                rate[i] = epoch()
+                rates[i].append(rate[i])
+            ratios.append(rate[1] / rate[0])
+            print(f"{label}: {args.ab.split('=')[0]} {rate[0] / 1e3:.0f}k / "
+                  f"{rate[1] / 1e3:.0f}k rows/s", flush=True)
+        a, b = (statistics.median(r) / 1e3 for r in rates)
+        print(f"{label}: median {a:.0f}k vs {b:.0f}k rows/s; B/A per pair: median "
+              f"{statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f})")
 
 
 if __name__ == "__main__":

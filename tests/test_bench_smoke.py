@@ -6,6 +6,7 @@ works on a small size, and the pytest-benchmark suite in benches/ runs once
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -138,3 +139,14 @@ def test_engine_loop_script_runs(tmp_path, hidden):
                  "--epochs", "2", "--tune", "sum_rows=2"], tmp_path, 60)
     lines = proc.stdout.splitlines()
     assert len(lines) == 2 and all("rows/s" in line for line in lines)
+
+
+def test_engine_loop_script_compares_two_knob_values(tmp_path):
+    script = REPO / "benches" / "engine_loop.py"
+    if not script.is_file():
+        pytest.skip("benches/ is not shipped here")
+    proc = _run([str(script), "float32", "8", "2", "--rows", "400", "--epochs", "4",
+                 "--ab", "gather_early=0,1"], tmp_path, 60)
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3 and "gather_early" in lines[0]
+    assert re.search(r"B/A per pair: median \d\.\d{3}", lines[-1])
