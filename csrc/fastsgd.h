@@ -91,15 +91,17 @@ enum fsg_output {
      * is read once and out written once */                                    \
     void fsg_sum_blocks_##S(T *out, const T *x, fsg_idx stride, fsg_idx m,     \
                             fsg_idx n);                                        \
-    /* out (B, F) <- rows idx[0..B) of x (n, F) */                             \
+    /* out (B, F) <- rows idx[0..B) of x (n, F), asking for the row `ahead`  \
+     * rows on while copying one (0: no asking) */                            \
     void fsg_gather_rows_##S(T *out, const T *x, const int64_t *idx,           \
-                             fsg_idx B, fsg_idx F);                            \
+                             fsg_idx B, fsg_idx F, fsg_idx ahead);             \
     /* 1 when all n values are finite */                                       \
     int fsg_all_finite_##S(const T *x, fsg_idx n);                             \
     /* out[b*ldo + j] <- x[idx[b]*ldx + j] for b < B, j < width, as a gather, \
      * checking the values on the way: 1 when all are finite */               \
     int fsg_gather_finite_##S(T *out, fsg_idx ldo, const T *x, fsg_idx ldx,   \
-                              const int64_t *idx, fsg_idx B, fsg_idx width);
+                              const int64_t *idx, fsg_idx B, fsg_idx width,    \
+                              fsg_idx ahead);
 
 FSG_DECLARE_KERNELS(float, f32)
 FSG_DECLARE_KERNELS(double, f64)

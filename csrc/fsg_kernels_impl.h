@@ -571,10 +571,25 @@ FSG_HOT void FN(fsg_sum_blocks)(T *FSG_RESTRICT out, const T *FSG_RESTRICT x, fs
     }
 }
 
+/* ask for every cache line of row idx[b + ahead] (if any): the rows of a
+ * batch are scattered, so a plain copy waits for each row's first lines in
+ * turn; asking a few rows ahead overlaps those misses */
+static inline void FN(prefetch_ahead)(const T *x, const int64_t *idx, fsg_idx b, fsg_idx B,
+                                      fsg_idx ldx, fsg_idx first, fsg_idx width,
+                                      fsg_idx ahead) {
+    if (ahead <= 0 || b + ahead >= B) return;
+    const char *row = (const char *)(x + (fsg_idx)idx[b + ahead] * ldx + first);
+    for (size_t off = 0; off < (size_t)width * sizeof(T); off += 64)
+        __builtin_prefetch(row + off, 0, 3);
+}
+
 void FN(fsg_gather_rows)(T *FSG_RESTRICT out, const T *FSG_RESTRICT x,
-                         const int64_t *FSG_RESTRICT idx, fsg_idx B, fsg_idx F) {
-    for (fsg_idx b = 0; b < B; b++)
+                         const int64_t *FSG_RESTRICT idx, fsg_idx B, fsg_idx F,
+                         fsg_idx ahead) {
+    for (fsg_idx b = 0; b < B; b++) {
+        FN(prefetch_ahead)(x, idx, b, B, F, 0, F, ahead);
         memcpy(out + b * F, x + (fsg_idx)idx[b] * F, (size_t)F * sizeof(T));
+    }
 }
 
 FSG_HOT int FN(fsg_all_finite)(const T *FSG_RESTRICT x, fsg_idx n) {
@@ -587,11 +602,12 @@ FSG_HOT int FN(fsg_all_finite)(const T *FSG_RESTRICT x, fsg_idx n) {
 
 FSG_HOT int FN(fsg_gather_finite)(T *FSG_RESTRICT out, fsg_idx ldo, const T *FSG_RESTRICT x,
                                   fsg_idx ldx, const int64_t *FSG_RESTRICT idx, fsg_idx B,
-                                  fsg_idx width) {
+                                  fsg_idx width, fsg_idx ahead) {
     /* the copy and the check in one pass: the first epoch of a fit checks
      * X as it gathers it, instead of reading all of X once more before */
     T acc = 0;
     for (fsg_idx b = 0; b < B; b++) {
+        FN(prefetch_ahead)(x, idx, b, B, ldx, 0, width, ahead);
         T *FSG_RESTRICT o = out + b * ldo;
         const T *FSG_RESTRICT xr = x + (fsg_idx)idx[b] * ldx;
 #pragma omp simd reduction(+ : acc)

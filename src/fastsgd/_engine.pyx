@@ -110,6 +110,9 @@ cdef dict _TUNING = dict(
     gather_early=1,          # ... the team gathers the next batch while
                              #     the master runs the small layers (0: the
                              #     update tasks gather it, each its columns)
+    gather_ahead=4,          # whole-row gathers (large batches, and any
+                             #     batch alone) ask for the row this many
+                             #     rows on while copying one (0: none)
     sum_rows=4,              # ... their products (sums of the blocks'
                              #     partials) are summed in row chunks of
                              #     this many rows, shared by the team
@@ -135,7 +138,7 @@ def set_tuning(**knobs):
     for key, value in knobs.items():
         if key not in _TUNING:
             raise KeyError(f"unknown tuning knob {key!r}")
-        least = 0 if key in ("probe_rows", "wake_guard", "gather_early") else 1
+        least = 0 if key in ("probe_rows", "wake_guard", "gather_early", "gather_ahead") else 1
         if int(value) < least:
             raise ValueError(f"tuning knob {key!r} must be >= {least}")
         _TUNING[key] = int(value)
@@ -202,6 +205,7 @@ cdef struct Plan:
     Py_ssize_t probe_rows
     Py_ssize_t accumulate_rows
     bint small_tail              # every layer after the first is below split_min_weights
+    Py_ssize_t gather_ahead      # whole-row gathers ask for the row this many rows on
     bint check_x                 # gathers check X's values (see gather_x)
     int32_t *x_bad               # ... and raise this flag at NaN or inf
 
@@ -715,10 +719,10 @@ cdef inline void gather_x(const Plan *p, floating *out, const floating *x, const
     checks the values and raises p.x_bad at a NaN or infinity."""
     cdef Py_ssize_t F = p.units[0], b
     if p.check_x:
-        if not gather_finite(out + f0, F, x + f0, F, rows, B, width):
+        if not gather_finite(out + f0, F, x + f0, F, rows, B, width, p.gather_ahead):
             fsg_flag_raise(p.x_bad)
     elif f0 == 0 and width == F:
-        gather_rows(out, x, rows, B, F)
+        gather_rows(out, x, rows, B, F, p.gather_ahead)
     else:
         for b in range(B):
             memcpy(out + b * F + f0, x + rows[b] * F + f0, width * sizeof(floating))
@@ -1358,6 +1362,7 @@ cdef class Engine:
         self._plan.solo_wait_percent = _TUNING["solo_wait_percent"]
         self._plan.probe_rows = _TUNING["probe_rows"]
         self._plan.accumulate_rows = _TUNING["accumulate_rows"]
+        self._plan.gather_ahead = _TUNING["gather_ahead"]
         self._plan.small_tail = _TUNING["gather_early"] and L >= 2 and all(
             self.units[i] * self.units[i + 1] < self._plan.split_min_weights
             for i in range(1, L))

@@ -62,14 +62,18 @@ cdef extern from "fastsgd.h" nogil:
     void fsg_sum_blocks_f64(double *out, const double *x, fsg_idx stride, fsg_idx m,
                             fsg_idx n) noexcept
     void fsg_accumulate_f64(double *out, const double *x, fsg_idx n) noexcept
-    void fsg_gather_rows_f32(float *out, const float *x, const int64_t *idx, fsg_idx B, fsg_idx F) noexcept
-    void fsg_gather_rows_f64(double *out, const double *x, const int64_t *idx, fsg_idx B, fsg_idx F) noexcept
+    void fsg_gather_rows_f32(float *out, const float *x, const int64_t *idx, fsg_idx B, fsg_idx F,
+                             fsg_idx ahead) noexcept
+    void fsg_gather_rows_f64(double *out, const double *x, const int64_t *idx, fsg_idx B, fsg_idx F,
+                             fsg_idx ahead) noexcept
     int fsg_all_finite_f32(const float *x, fsg_idx n) noexcept
     int fsg_all_finite_f64(const double *x, fsg_idx n) noexcept
     int fsg_gather_finite_f32(float *out, fsg_idx ldo, const float *x, fsg_idx ldx,
-                              const int64_t *idx, fsg_idx B, fsg_idx width) noexcept
+                              const int64_t *idx, fsg_idx B, fsg_idx width,
+                              fsg_idx ahead) noexcept
     int fsg_gather_finite_f64(double *out, fsg_idx ldo, const double *x, fsg_idx ldx,
-                              const int64_t *idx, fsg_idx B, fsg_idx width) noexcept
+                              const int64_t *idx, fsg_idx B, fsg_idx width,
+                              fsg_idx ahead) noexcept
     void fsg_prefetch_rows(const void *x, const int64_t *idx, fsg_idx B, size_t row_bytes,
                            size_t first, size_t count) noexcept
     const char *fsg_kernel_isa() noexcept
@@ -183,19 +187,20 @@ cdef inline void sum_blocks(floating *out, const floating *x, fsg_idx stride, fs
 
 
 cdef inline void gather_rows(floating *out, const floating *x, const int64_t *idx, fsg_idx B,
-                             fsg_idx F) noexcept nogil:
+                             fsg_idx F, fsg_idx ahead=0) noexcept nogil:
     if floating is float:
-        fsg_gather_rows_f32(out, x, idx, B, F)
+        fsg_gather_rows_f32(out, x, idx, B, F, ahead)
     else:
-        fsg_gather_rows_f64(out, x, idx, B, F)
+        fsg_gather_rows_f64(out, x, idx, B, F, ahead)
 
 
 cdef inline bint gather_finite(floating *out, fsg_idx ldo, const floating *x, fsg_idx ldx,
-                               const int64_t *idx, fsg_idx B, fsg_idx width) noexcept nogil:
+                               const int64_t *idx, fsg_idx B, fsg_idx width,
+                               fsg_idx ahead) noexcept nogil:
     if floating is float:
-        return fsg_gather_finite_f32(out, ldo, x, ldx, idx, B, width)
+        return fsg_gather_finite_f32(out, ldo, x, ldx, idx, B, width, ahead)
     else:
-        return fsg_gather_finite_f64(out, ldo, x, ldx, idx, B, width)
+        return fsg_gather_finite_f64(out, ldo, x, ldx, idx, B, width, ahead)
 
 
 cdef inline bint all_finite(const floating *x, fsg_idx n) noexcept nogil:
