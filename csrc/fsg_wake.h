@@ -27,6 +27,9 @@
 
 #include <stdint.h>
 #include <time.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/resource.h>
+#endif
 
 /* after this long without a team region the team may be asleep */
 #define FSG_WAKE_IDLE_NS 1000000LL
@@ -53,7 +56,89 @@ static inline int64_t fsg_now_ns(void) {
  * alone.  The team saves solo_ns * (n - 1) / n at best; after an idle gap
  * it first costs about wake_ns (the whole region was measured that much
  * slower, not only its last thread). */
+/* ---- crowding ------------------------------------------------------------
+ *
+ * When other runnable threads (another process, or other threads of this
+ * one) share the cores, a team is slower than one thread: the scheduler
+ * takes turns between them every few milliseconds, and each thread of the
+ * team that is off its core holds the others up.  Measured on the 2-vCPU
+ * build machine with one busy process beside a fit: batch 8 float32 trained
+ * at 121-143k rows/s with 2 threads against 251-260k with 1; batch 1 at 50k
+ * against 103k.  The sign is plain: the process was preempted 217-441 times
+ * per 50-150 ms fit, against about once on a quiet machine.
+ *
+ * So the engine counts the process's involuntary context switches over its
+ * team time; at more than FSG_CROWD_RATE per second (judged over at least
+ * FSG_CROWD_WINDOW_NS of team time), or when one wait for a teammate's item
+ * takes far longer than the work around it, every team call of the process
+ * runs alone for a while (FSG_CROWD_FIRST_NS, doubled each time the team is
+ * tried again too soon, up to FSG_CROWD_MAX_NS).  The thresholds sit far
+ * from both sides: about 20 preemptions a second on the quiet machine,
+ * about 3,000 beside one busy process; a stall counts from 1 ms (a time
+ * slice is a few).  Who computes an item never changes its result, so this
+ * changes speed only. */
+#define FSG_CROWD_WINDOW_NS 20000000LL
+#define FSG_CROWD_RATE 1000
+#define FSG_CROWD_FIRST_NS 250000000LL
+#define FSG_CROWD_MAX_NS 4000000000LL
+
+typedef struct {
+    int64_t until_ns;       /* team calls run alone until then */
+    int64_t backoff_ns;     /* the length of the last crowded period */
+    int64_t window_ns;      /* team time since the last verdict */
+    int64_t window_switches;
+    int64_t episodes;       /* crowded periods begun (tests, diagnostics) */
+} fsg_crowd_state;
+
+static fsg_crowd_state fsg_crowd = {0, 0, 0, 0, 0};
+
+/* involuntary context switches of this process so far (0 where unknown) */
+static inline int64_t fsg_preemptions(void) {
+#if defined(__unix__) || defined(__APPLE__)
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) return (int64_t)ru.ru_nivcsw;
+#endif
+    return 0;
+}
+
+static inline int fsg_crowded(int64_t now) {
+    return now < __atomic_load_n(&fsg_crowd.until_ns, __ATOMIC_RELAXED);
+}
+
+/* the team is crowded out as of `now`: run alone for a while */
+static inline void fsg_crowd_begin(int64_t now) {
+    int64_t until = __atomic_load_n(&fsg_crowd.until_ns, __ATOMIC_RELAXED);
+    int64_t backoff = __atomic_load_n(&fsg_crowd.backoff_ns, __ATOMIC_RELAXED);
+    if (now < until) return;
+    /* crowded again soon after the last period ended: twice as long */
+    backoff = (backoff > 0 && now - until < 2 * backoff)
+                  ? (2 * backoff < FSG_CROWD_MAX_NS ? 2 * backoff : FSG_CROWD_MAX_NS)
+                  : FSG_CROWD_FIRST_NS;
+    __atomic_store_n(&fsg_crowd.backoff_ns, backoff, __ATOMIC_RELAXED);
+    __atomic_store_n(&fsg_crowd.until_ns, now + backoff, __ATOMIC_RELAXED);
+    __atomic_store_n(&fsg_crowd.window_ns, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&fsg_crowd.window_switches, 0, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&fsg_crowd.episodes, 1, __ATOMIC_RELAXED);
+}
+
+/* after team_ns of team time during which the process was preempted
+ * `switches` times; returns 1 when that makes it crowded */
+static inline int fsg_crowd_record(int64_t team_ns, int64_t switches, int64_t now) {
+    int64_t w = __atomic_add_fetch(&fsg_crowd.window_ns, team_ns, __ATOMIC_RELAXED);
+    int64_t s = __atomic_add_fetch(&fsg_crowd.window_switches, switches, __ATOMIC_RELAXED);
+    if (w < FSG_CROWD_WINDOW_NS) return 0;
+    __atomic_store_n(&fsg_crowd.window_ns, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&fsg_crowd.window_switches, 0, __ATOMIC_RELAXED);
+    if (s * 1000000000LL <= (int64_t)FSG_CROWD_RATE * w) return 0;
+    fsg_crowd_begin(now);
+    return 1;
+}
+
 static inline int fsg_wake_worth(int64_t now, int64_t solo_ns, int n_threads) {
+    if (n_threads >= 2 && fsg_crowded(now)) {
+        __atomic_add_fetch(&fsg_wake.solo_calls, 1, __ATOMIC_RELAXED);
+        return 0;
+    }
     int64_t last_end = __atomic_load_n(&fsg_wake.last_end_ns, __ATOMIC_RELAXED);
     int64_t wake = __atomic_load_n(&fsg_wake.wake_ns, __ATOMIC_RELAXED);
     if (solo_ns <= 0 || n_threads < 2 || now - last_end < FSG_WAKE_IDLE_NS

@@ -66,6 +66,7 @@ def test_bench_quick(tmp_path):
             assert row["ratio_vs_torch"] is None
         assert 0 < row["fraction_of_limit"]["fastsgd"]
         assert row["limit_rows_per_s"] > 0
+        assert row["crowded_periods"] >= 0   # (noted in the row when above 0)
     assert [m["dtype"] for m in result["matmul"]] == ["float32"]
     assert result["matmul"][0]["gflops"] > 0
     linear = result["linear"]

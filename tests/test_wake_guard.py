@@ -3,13 +3,18 @@ would be over before the OpenMP team had woken up runs on the calling
 thread alone; now and then the team is woken anyway to measure again.  The
 numbers never depend on it."""
 
+import os
+import subprocess
+import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
 
 import fastsgd
-from fastsgd import _engine
+from fastsgd import MLPClassifier, _engine
+from fastsgd._bench import make_dataset
 from fastsgd._params import ParamLayout
 
 LAYOUT = ParamLayout([40, 64, 5])
@@ -18,11 +23,14 @@ HUGE = 10**15  # ns: a team that never comes in time
 
 @pytest.fixture
 def wake():
-    """Restore the tuning knobs and the process-wide wake record."""
+    """Restore the tuning knobs and the process-wide wake record; no crowded
+    period (a busy machine could have begun one) before or after."""
     saved = _engine.get_tuning()
+    _engine.forget_crowding()
     yield
     _engine.set_tuning(**saved)
     _engine._set_wake_ns(0)
+    _engine.forget_crowding()
 
 
 def _pause():
@@ -146,3 +154,84 @@ def test_a_new_engine_is_judged_by_the_last_calls_cost(wake):
         _train(_engine_for(), w, v, X, Y, 2)   # no record of its own
     solo, woken = _delta(before)
     assert solo == 3 and woken <= 1
+
+
+# ------------------------------------------------------------------ crowding
+
+
+@pytest.fixture
+def no_crowding():
+    """Start and end without any crowded period (process-wide state)."""
+    _engine.forget_crowding()
+    yield
+    _engine.forget_crowding()
+
+
+def test_crowding_policy_judges_preemption_rate_over_a_window(no_crowding):
+    ms = 1_000_000
+    t = 10**15   # a made-up clock, far from the real one
+    policy = _engine._crowd_policy
+    # a window under 20 ms of team time is not judged yet
+    assert policy("record", t, 8 * ms, 1000) is False
+    assert not policy("crowded", t)
+    # 20 ms with 1,000 preemptions: 50,000/s, crowded for 250 ms
+    assert policy("record", t, 12 * ms, 0) is True
+    assert policy("crowded", t + 249 * ms) and not policy("crowded", t + 251 * ms)
+    assert _engine.crowd_stats()["episodes"] == 1
+    # a quiet window (19 preemptions in 20 ms: 950/s) is no verdict
+    t2 = t + 300 * ms
+    assert policy("record", t2, 20 * ms, 19) is False
+    # crowded again soon after: twice as long, up to 4 s
+    policy("begin", t2)
+    assert policy("crowded", t2 + 499 * ms) and not policy("crowded", t2 + 501 * ms)
+    start = t2
+    for expected in (1000.0, 2000.0, 4000.0, 4000.0):
+        start += int(_engine.crowd_stats()["backoff_ms"]) * ms + ms   # just after the end
+        policy("begin", start)
+        assert _engine.crowd_stats()["backoff_ms"] == expected
+    # ... and after a quiet stretch of more than twice the last period, 250 ms
+    start += 4000 * ms + 9000 * ms
+    policy("begin", start)
+    assert _engine.crowd_stats()["backoff_ms"] == 250.0
+    # a period in progress is not extended by another begin
+    policy("begin", start + 10 * ms)
+    assert not policy("crowded", start + 251 * ms)
+
+
+def test_a_crowded_period_runs_two_thread_calls_alone_with_the_same_numbers(no_crowding):
+    X, y = make_dataset(600)
+    X = X[:, :256].copy()
+    fit = lambda n_threads: MLPClassifier(  # noqa: E731
+        hidden_layer_sizes=(64,), batch_size=8, max_iter=2, learning_rate_init=0.001,
+        random_state=0, n_threads=n_threads).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alone = fit(1)
+        _engine._crowd_policy("begin", time.monotonic_ns())   # (fsg_now_ns's clock)
+        solo_before = _engine.wake_stats()["solo_calls"]
+        crowded = fit(2)
+        assert _engine.crowd_stats()["crowded_now"]
+        assert _engine.wake_stats()["solo_calls"] > solo_before   # it ran alone
+    for a, b in zip(alone.coefs_ + alone.intercepts_, crowded.coefs_ + crowded.intercepts_):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_busy_processes_on_every_core_make_a_team_step_aside(no_crowding):
+    # as many spinning processes as this process may use cores: the team is
+    # crowded out, and notices within its epoch (a fit of about a second
+    # alone would otherwise take much longer)
+    n_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
+    spin = "import time\nt = time.time()\nwhile time.time() - t < 20: pass\n"
+    busy = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(n_cores)]
+    try:
+        time.sleep(0.2)
+        X, y = make_dataset(4000)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            MLPClassifier(hidden_layer_sizes=(128,), batch_size=8, max_iter=1,
+                          learning_rate_init=0.001, random_state=0, n_threads=2).fit(X, y)
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    assert _engine.crowd_stats()["episodes"] >= 1

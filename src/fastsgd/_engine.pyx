@@ -206,6 +206,7 @@ cdef struct Plan:
     Py_ssize_t accumulate_rows
     bint small_tail              # every layer after the first is below split_min_weights
     Py_ssize_t gather_ahead      # whole-row gathers ask for the row this many rows on
+    bint crowd_guard             # a crowded team runs solo (fsg_wake.h; knob wake_guard)
     bint check_x                 # gathers check X's values (see gather_x)
     int32_t *x_bad               # ... and raise this flag at NaN or inf
 
@@ -526,6 +527,17 @@ cdef extern from "fsg_wake.h" nogil:
         int64_t solo_calls
         int64_t team_calls
     fsg_wake_state fsg_wake
+    ctypedef struct fsg_crowd_state:
+        int64_t until_ns
+        int64_t backoff_ns
+        int64_t window_ns
+        int64_t window_switches
+        int64_t episodes
+    fsg_crowd_state fsg_crowd
+    int64_t fsg_preemptions() noexcept
+    int fsg_crowded(int64_t now) noexcept
+    void fsg_crowd_begin(int64_t now) noexcept
+    int fsg_crowd_record(int64_t team_ns, int64_t switches, int64_t now) noexcept
     int64_t fsg_now_ns() noexcept
     int fsg_wake_worth(int64_t now, int64_t solo_ns, int n_threads) noexcept
     void fsg_wake_arrived(int64_t *latest) noexcept
@@ -601,6 +613,7 @@ cdef struct Work:
     bint solo
     double work_ns
     double wait_ns
+    bint stalled              # a teammate held an item far too long (close_phase)
 
 
 # Small batches: is the team faster than the master alone right now?  On a
@@ -788,12 +801,15 @@ cdef void close_phase(const Plan *p, Work *w, fsg_team *team, Py_ssize_t n_items
                       floating *ws, floating *params, floating *velocity) noexcept nogil:
     """Master: run the items of the open phase no one has claimed, then wait
     for those others did (time since t0 counts as work, the wait as waiting)."""
-    cdef double t1
+    cdef double t1, t2
     run_items(p, w, team, 0, ws, params, velocity)
     t1 = now_ns()
     fsg_team_wait(team, n_items)
+    t2 = now_ns()
     w.work_ns += t1 - t0
-    w.wait_ns += now_ns() - t1
+    w.wait_ns += t2 - t1
+    if t2 - t1 > STALL_MIN_NS and t2 - t1 > 2 * (t1 - t0):
+        w.stalled = True   # (see run_epoch: crowding)
 
 
 cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
@@ -882,6 +898,46 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
     return (data_loss + 0.5 * w.alpha * sumsq) / m
 
 
+# A wait for a teammate's item longer than this and than twice the master's
+# own work in the phase means the teammate lost its core (fsg_wake.h,
+# crowding); microseconds of work would otherwise wait milliseconds.  Two
+# such stalls within STALL_PAIR_NS begin a crowded period.
+cdef double STALL_MIN_NS = 1e6
+# while a team runs, the process's preemptions are counted this often
+cdef double CROWD_CHECK_NS = 5e6
+cdef double STALL_PAIR_NS = 100e6
+cdef Py_ssize_t _stalls = 0          # stalls seen (diagnostics)
+cdef double _last_stall_ns = -1e18
+
+
+def crowd_stats():
+    """Crowded periods begun (fsg_wake.h) and whether one lasts now."""
+    return dict(episodes=fsg_crowd.episodes, crowded_now=bool(fsg_crowded(fsg_now_ns())),
+                backoff_ms=fsg_crowd.backoff_ns / 1e6, stalls=_stalls)
+
+
+def forget_crowding():
+    """End any crowded period and forget the back-off (tests)."""
+    fsg_crowd.until_ns = fsg_crowd.backoff_ns = 0
+    fsg_crowd.window_ns = fsg_crowd.window_switches = 0
+    fsg_crowd.episodes = 0
+    global _stalls, _last_stall_ns
+    _stalls = 0
+    _last_stall_ns = -1e18
+
+
+def _crowd_policy(str what, int64_t now, int64_t team_ns=0, int64_t switches=0):
+    """The crowding policy of fsg_wake.h on a made-up clock, for its tests:
+    'record' team time and preemptions (True when that begins a crowded
+    period), 'begin' a period, or ask whether it is 'crowded'."""
+    if what == "record":
+        return bool(fsg_crowd_record(team_ns, switches, now))
+    if what == "begin":
+        fsg_crowd_begin(now)
+        return None
+    return bool(fsg_crowded(now))
+
+
 cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floating *params,
                    floating *velocity, const floating *X, const floating *Y,
                    const floating *sw, const int64_t *order, Py_ssize_t n,
@@ -894,7 +950,12 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
     cdef double m, loss
     cdef Py_ssize_t solo_until = 0, solo_batches = 32
     cdef bint probing = p.n_threads > 1 and batch_size <= p.probe_rows
+    cdef bint crowd_solo = False   # solo while the team is crowded out (fsg_wake.h)
+    cdef double t, t_check = 0.0
+    cdef int64_t switches = 0, now_switches
+    global _stalls, _last_stall_ns
     w.solo = False
+    w.stalled = False
     w.work_ns = 0.0
     w.wait_ns = 0.0
     if probing:
@@ -904,6 +965,11 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
             ad.left = ADAPT_PROBE_BATCHES
             ad.t0 = now_ns()
         w.solo = ad.state == ADAPT_SOLO or (ad.state == ADAPT_RUN and ad.run_solo)
+    if p.n_threads > 1 and p.crowd_guard:
+        t_check = now_ns()
+        switches = fsg_preemptions()
+        if fsg_crowded(<int64_t> t_check):
+            w.solo = crowd_solo = True
     w.ready0 = False
     w.xb_cur = 0
     for k in range(n_batches):
@@ -943,7 +1009,41 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
         if p.check_x and fsg_flag_raised(p.x_bad):
             done[0] = k + 1   # (this batch or the next holds the bad value)
             return STATUS_NONFINITE_X
-        if probing:
+        # crowding (fsg_wake.h): a stall, or too many preemptions of the
+        # process over the last CROWD_CHECK_NS of team time, sends the team
+        # solo for a while; then it is tried again
+        if p.n_threads > 1 and p.crowd_guard and (w.stalled or crowd_solo or k % 16 == 15):
+            t = now_ns()
+            if w.stalled:
+                # one stall can be the host taking the vCPU for a moment
+                # (seen every few seconds on the quiet build machine); two
+                # within STALL_PAIR_NS are a crowd (every few ms)
+                _stalls += 1
+                if t - _last_stall_ns < STALL_PAIR_NS:
+                    fsg_crowd_begin(<int64_t> t)
+                _last_stall_ns = t
+            elif not crowd_solo and t - t_check >= CROWD_CHECK_NS:
+                now_switches = fsg_preemptions()
+                if not w.solo:
+                    fsg_crowd_record(<int64_t> (t - t_check), now_switches - switches,
+                                     <int64_t> t)
+                t_check, switches = t, now_switches
+            if fsg_crowded(<int64_t> t):
+                w.solo = crowd_solo = True
+            elif crowd_solo:
+                w.solo = crowd_solo = False
+                w.work_ns = 0.0
+                w.wait_ns = 0.0
+                solo_until = 0
+                t_check, switches = t, fsg_preemptions()
+                if probing:   # measure anew
+                    ad.state = ADAPT_TEAM
+                    ad.left = ADAPT_PROBE_BATCHES
+                    ad.t0 = t
+        w.stalled = False
+        if crowd_solo:
+            pass
+        elif probing:
             adapt_probe(p, ad, w)
         elif p.n_threads > 1:
             adapt_team(p, w, k, &solo_until, &solo_batches)
@@ -1363,6 +1463,7 @@ cdef class Engine:
         self._plan.probe_rows = _TUNING["probe_rows"]
         self._plan.accumulate_rows = _TUNING["accumulate_rows"]
         self._plan.gather_ahead = _TUNING["gather_ahead"]
+        self._plan.crowd_guard = _TUNING["wake_guard"]
         self._plan.small_tail = _TUNING["gather_early"] and L >= 2 and all(
             self.units[i] * self.units[i + 1] < self._plan.split_min_weights
             for i in range(1, L))
