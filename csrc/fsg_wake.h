@@ -27,8 +27,11 @@
 
 #include <stdint.h>
 #include <time.h>
-#if defined(__unix__) || defined(__APPLE__)
-#include <sys/resource.h>
+#if defined(__linux__)
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 #endif
 
 /* after this long without a team region the team may be asleep */
@@ -64,21 +67,21 @@ static inline int64_t fsg_now_ns(void) {
  * team that is off its core holds the others up.  Measured on the 2-vCPU
  * build machine with one busy process beside a fit: batch 8 float32 trained
  * at 121-143k rows/s with 2 threads against 251-260k with 1; batch 1 at 50k
- * against 103k.  The sign is plain: the process was preempted 217-441 times
- * per 50-150 ms fit, against about once on a quiet machine.
+ * against 103k.
  *
- * So the engine counts the process's involuntary context switches over its
- * team time; at more than FSG_CROWD_RATE per second (judged over at least
- * FSG_CROWD_WINDOW_NS of team time), or when one wait for a teammate's item
- * takes far longer than the work around it, every team call of the process
- * runs alone for a while (FSG_CROWD_FIRST_NS, doubled each time the team is
- * tried again too soon, up to FSG_CROWD_MAX_NS).  The thresholds sit far
- * from both sides: about 20 preemptions a second on the quiet machine,
- * about 3,000 beside one busy process; a stall counts from 1 ms (a time
- * slice is a few).  Who computes an item never changes its result, so this
- * changes speed only. */
+ * The sign is the time the master thread spends runnable but waiting for a
+ * CPU (Linux: /proc/thread-self/schedstat): 0.02% of a busy loop's time on
+ * the quiet machine, 40% with two busy processes on the two vCPUs.  (The
+ * process's involuntary context switches, tried first, were 20/s quiet but
+ * only 200-300/s with two busy processes: too close.)  Over at least
+ * FSG_CROWD_WINDOW_NS of team time, a wait above FSG_CROWD_WAIT_PERCENT of
+ * it -- or two waits for a teammate's item of more than a millisecond (the
+ * engine's stall check) -- makes every team call of the process run alone
+ * for a while: FSG_CROWD_FIRST_NS, doubled each time the team is tried
+ * again too soon, up to FSG_CROWD_MAX_NS.  Who computes an item never
+ * changes its result, so this changes speed only. */
 #define FSG_CROWD_WINDOW_NS 20000000LL
-#define FSG_CROWD_RATE 1000
+#define FSG_CROWD_WAIT_PERCENT 10
 #define FSG_CROWD_FIRST_NS 250000000LL
 #define FSG_CROWD_MAX_NS 4000000000LL
 
@@ -86,19 +89,30 @@ typedef struct {
     int64_t until_ns;       /* team calls run alone until then */
     int64_t backoff_ns;     /* the length of the last crowded period */
     int64_t window_ns;      /* team time since the last verdict */
-    int64_t window_switches;
+    int64_t window_wait_ns; /* ... of which the master waited for a CPU */
     int64_t episodes;       /* crowded periods begun (tests, diagnostics) */
 } fsg_crowd_state;
 
 static fsg_crowd_state fsg_crowd = {0, 0, 0, 0, 0};
 
-/* involuntary context switches of this process so far (0 where unknown) */
-static inline int64_t fsg_preemptions(void) {
-#if defined(__unix__) || defined(__APPLE__)
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) == 0) return (int64_t)ru.ru_nivcsw;
+/* ns the calling thread has so far spent runnable but waiting for a CPU;
+ * -1 where unknown (then only stalls can find a crowd) */
+static inline int64_t fsg_cpu_wait_ns(void) {
+#if defined(__linux__)
+    char buf[96];
+    int fd = open("/proc/thread-self/schedstat", O_RDONLY);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    char *end;
+    strtoll(buf, &end, 10);                   /* time on the CPU */
+    long long wait = strtoll(end, &end, 10);  /* time waiting for one */
+    return (int64_t)wait;
+#else
+    return -1;
 #endif
-    return 0;
 }
 
 static inline int fsg_crowded(int64_t now) {
@@ -117,19 +131,19 @@ static inline void fsg_crowd_begin(int64_t now) {
     __atomic_store_n(&fsg_crowd.backoff_ns, backoff, __ATOMIC_RELAXED);
     __atomic_store_n(&fsg_crowd.until_ns, now + backoff, __ATOMIC_RELAXED);
     __atomic_store_n(&fsg_crowd.window_ns, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&fsg_crowd.window_switches, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&fsg_crowd.window_wait_ns, 0, __ATOMIC_RELAXED);
     __atomic_add_fetch(&fsg_crowd.episodes, 1, __ATOMIC_RELAXED);
 }
 
-/* after team_ns of team time during which the process was preempted
- * `switches` times; returns 1 when that makes it crowded */
-static inline int fsg_crowd_record(int64_t team_ns, int64_t switches, int64_t now) {
+/* after team_ns of team time during which the master waited wait_ns for a
+ * CPU; returns 1 when that makes it crowded */
+static inline int fsg_crowd_record(int64_t team_ns, int64_t wait_ns, int64_t now) {
     int64_t w = __atomic_add_fetch(&fsg_crowd.window_ns, team_ns, __ATOMIC_RELAXED);
-    int64_t s = __atomic_add_fetch(&fsg_crowd.window_switches, switches, __ATOMIC_RELAXED);
+    int64_t q = __atomic_add_fetch(&fsg_crowd.window_wait_ns, wait_ns, __ATOMIC_RELAXED);
     if (w < FSG_CROWD_WINDOW_NS) return 0;
     __atomic_store_n(&fsg_crowd.window_ns, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&fsg_crowd.window_switches, 0, __ATOMIC_RELAXED);
-    if (s * 1000000000LL <= (int64_t)FSG_CROWD_RATE * w) return 0;
+    __atomic_store_n(&fsg_crowd.window_wait_ns, 0, __ATOMIC_RELAXED);
+    if (q * 100 <= (int64_t)FSG_CROWD_WAIT_PERCENT * w) return 0;
     fsg_crowd_begin(now);
     return 1;
 }

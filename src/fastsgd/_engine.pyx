@@ -531,13 +531,13 @@ cdef extern from "fsg_wake.h" nogil:
         int64_t until_ns
         int64_t backoff_ns
         int64_t window_ns
-        int64_t window_switches
+        int64_t window_wait_ns
         int64_t episodes
     fsg_crowd_state fsg_crowd
-    int64_t fsg_preemptions() noexcept
+    int64_t fsg_cpu_wait_ns() noexcept
     int fsg_crowded(int64_t now) noexcept
     void fsg_crowd_begin(int64_t now) noexcept
-    int fsg_crowd_record(int64_t team_ns, int64_t switches, int64_t now) noexcept
+    int fsg_crowd_record(int64_t team_ns, int64_t wait_ns, int64_t now) noexcept
     int64_t fsg_now_ns() noexcept
     int fsg_wake_worth(int64_t now, int64_t solo_ns, int n_threads) noexcept
     void fsg_wake_arrived(int64_t *latest) noexcept
@@ -903,7 +903,7 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
 # crowding); microseconds of work would otherwise wait milliseconds.  Two
 # such stalls within STALL_PAIR_NS begin a crowded period.
 cdef double STALL_MIN_NS = 1e6
-# while a team runs, the process's preemptions are counted this often
+# while a team runs, the master's wait for a CPU is read this often
 cdef double CROWD_CHECK_NS = 5e6
 cdef double STALL_PAIR_NS = 100e6
 cdef Py_ssize_t _stalls = 0          # stalls seen (diagnostics)
@@ -919,19 +919,20 @@ def crowd_stats():
 def forget_crowding():
     """End any crowded period and forget the back-off (tests)."""
     fsg_crowd.until_ns = fsg_crowd.backoff_ns = 0
-    fsg_crowd.window_ns = fsg_crowd.window_switches = 0
+    fsg_crowd.window_ns = fsg_crowd.window_wait_ns = 0
     fsg_crowd.episodes = 0
     global _stalls, _last_stall_ns
     _stalls = 0
     _last_stall_ns = -1e18
 
 
-def _crowd_policy(str what, int64_t now, int64_t team_ns=0, int64_t switches=0):
+def _crowd_policy(str what, int64_t now, int64_t team_ns=0, int64_t wait_ns=0):
     """The crowding policy of fsg_wake.h on a made-up clock, for its tests:
-    'record' team time and preemptions (True when that begins a crowded
-    period), 'begin' a period, or ask whether it is 'crowded'."""
+    'record' team time and the master's wait for a CPU in it (True when that
+    begins a crowded period), 'begin' a period, or ask whether it is
+    'crowded'."""
     if what == "record":
-        return bool(fsg_crowd_record(team_ns, switches, now))
+        return bool(fsg_crowd_record(team_ns, wait_ns, now))
     if what == "begin":
         fsg_crowd_begin(now)
         return None
@@ -952,7 +953,7 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
     cdef bint probing = p.n_threads > 1 and batch_size <= p.probe_rows
     cdef bint crowd_solo = False   # solo while the team is crowded out (fsg_wake.h)
     cdef double t, t_check = 0.0
-    cdef int64_t switches = 0, now_switches
+    cdef int64_t cpu_wait = 0, now_wait
     global _stalls, _last_stall_ns
     w.solo = False
     w.stalled = False
@@ -967,7 +968,7 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
         w.solo = ad.state == ADAPT_SOLO or (ad.state == ADAPT_RUN and ad.run_solo)
     if p.n_threads > 1 and p.crowd_guard:
         t_check = now_ns()
-        switches = fsg_preemptions()
+        cpu_wait = fsg_cpu_wait_ns()
         if fsg_crowded(<int64_t> t_check):
             w.solo = crowd_solo = True
     w.ready0 = False
@@ -1009,9 +1010,9 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
         if p.check_x and fsg_flag_raised(p.x_bad):
             done[0] = k + 1   # (this batch or the next holds the bad value)
             return STATUS_NONFINITE_X
-        # crowding (fsg_wake.h): a stall, or too many preemptions of the
-        # process over the last CROWD_CHECK_NS of team time, sends the team
-        # solo for a while; then it is tried again
+        # crowding (fsg_wake.h): two stalls, or the master waiting for a CPU
+        # too much of its team time, send the team solo for a while; then
+        # it is tried again
         if p.n_threads > 1 and p.crowd_guard and (w.stalled or crowd_solo or k % 16 == 15):
             t = now_ns()
             if w.stalled:
@@ -1023,11 +1024,11 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
                     fsg_crowd_begin(<int64_t> t)
                 _last_stall_ns = t
             elif not crowd_solo and t - t_check >= CROWD_CHECK_NS:
-                now_switches = fsg_preemptions()
-                if not w.solo:
-                    fsg_crowd_record(<int64_t> (t - t_check), now_switches - switches,
+                now_wait = fsg_cpu_wait_ns()
+                if not w.solo and now_wait >= 0 and cpu_wait >= 0:
+                    fsg_crowd_record(<int64_t> (t - t_check), now_wait - cpu_wait,
                                      <int64_t> t)
-                t_check, switches = t, now_switches
+                t_check, cpu_wait = t, now_wait
             if fsg_crowded(<int64_t> t):
                 w.solo = crowd_solo = True
             elif crowd_solo:
@@ -1035,7 +1036,7 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
                 w.work_ns = 0.0
                 w.wait_ns = 0.0
                 solo_until = 0
-                t_check, switches = t, fsg_preemptions()
+                t_check, cpu_wait = t, fsg_cpu_wait_ns()
                 if probing:   # measure anew
                     ad.state = ADAPT_TEAM
                     ad.left = ADAPT_PROBE_BATCHES
@@ -1422,6 +1423,7 @@ cdef class Engine:
         cdef Work work
         cdef fsg_team team
         cdef int64_t t_start, master_done[1], latest[1]
+        cdef int64_t helper_t0, helper_t1, helper_wait0
         cdef bint team_call
         cdef double solo_ns
         global _train_unit_ns
@@ -1534,7 +1536,15 @@ cdef class Engine:
                     fsg_team_finish(&team)
                 else:
                     fsg_wake_arrived(&latest[0])
+                    helper_t0 = fsg_now_ns()
+                    helper_wait0 = fsg_cpu_wait_ns()
                     serve(plan, &work, &team, tid, ws, w_ptr, v_ptr)
+                    # a helper kept off its CPU: crowding (fsg_wake.h) that the
+                    # master, with a CPU of its own, may not have seen
+                    if plan.crowd_guard and helper_wait0 >= 0:
+                        helper_t1 = fsg_now_ns()
+                        fsg_crowd_record(helper_t1 - helper_t0,
+                                         fsg_cpu_wait_ns() - helper_wait0, helper_t1)
             fsg_wake_team_done(t_start, latest[0])
         # one thread's time per row, at most (a team's wall time x its size)
         self._row_ns = (master_done[0] - t_start) / <double> n * (n_threads if team_call else 1)
