@@ -138,11 +138,17 @@ def test_engine_is_kept_only_while_small_and_never_pickled():
         est.fit(X, Y_REAL)
     assert "_engine_cache" in est.__dict__
     assert "_engine_cache" not in pickle.loads(pickle.dumps(est)).__dict__
-    # full batch of 20,000 x 200 rows: its workspace is over the limit
+    # a full batch of 20,000 x 200 rows accumulates its gradient slice by
+    # slice: the workspace is a slice per thread, far smaller than the batch
     big = np.random.RandomState(1).normal(size=(20000, 200))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        est.set_params(batch_size=20000).fit(big, big[:, 0])
+        est.set_params(batch_size=20000, n_threads=2).fit(big, big[:, 0])
+    assert est._engine_cache[1].workspace_nbytes < big.nbytes // 16
+    # ... but 8 gradient buffers of a 200-2000-1 network are over the limit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.set_params(hidden_layer_sizes=(2000,), batch_size=4000).fit(big[:4000], big[:4000, 0])
     assert "_engine_cache" not in est.__dict__
 
 

@@ -250,9 +250,10 @@ cdef inline void matmul_bt(const Plan *p, floating *out, Py_ssize_t ldo, const f
 cdef double forward_backward_slice(
         const Plan *p, floating *ws, const floating *params,
         const floating *X, const floating *Y, const floating *sw,
-        const int64_t *rows, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
+        const int64_t *rows, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t b0) noexcept nogil:
     """Phase 1 on batch rows [r0, r1): forward pass, output loss and delta,
-    deltas of the hidden layers.  Returns the slice's sum of sw * loss.
+    deltas of the hidden layers, into the workspace's per-row buffers from
+    their row b0 on.  Returns the slice's sum of sw * loss.
 
     With `rows` the batch is gathered from X, Y, sw by index; without, X, Y
     and sw already point at the batch's first row (a contiguous batch is
@@ -266,13 +267,13 @@ cdef double forward_backward_slice(
     cdef double loss = 0.0
 
     if rows != NULL:
-        gather_x(p, ws + p.xb_off + r0 * F, X, rows + r0, n, 0, F)
-        gather_rows(ws + p.yb_off + r0 * K, Y, rows + r0, n, K)
-        a = ws + p.xb_off + r0 * F
-        y = ws + p.yb_off + r0 * K
+        gather_x(p, ws + p.xb_off + b0 * F, X, rows + r0, n, 0, F)
+        gather_rows(ws + p.yb_off + b0 * K, Y, rows + r0, n, K)
+        a = ws + p.xb_off + b0 * F
+        y = ws + p.yb_off + b0 * K
         if sw != NULL:
-            gather_rows(ws + p.sw_off + r0, sw, rows + r0, n, 1)
-            sw = ws + p.sw_off + r0
+            gather_rows(ws + p.sw_off + b0, sw, rows + r0, n, 1)
+            sw = ws + p.sw_off + b0
     else:
         a = X + r0 * F
         y = Y + r0 * K
@@ -285,9 +286,9 @@ cdef double forward_backward_slice(
         F = p.units[i]
         H = p.units[i + 1]
         if i < L - 1:
-            z = ws + p.act_off[i + 1] + r0 * H
+            z = ws + p.act_off[i + 1] + b0 * H
         else:
-            z = ws + p.delta_off[L - 1] + r0 * H
+            z = ws + p.delta_off[L - 1] + b0 * H
         matmul(p, z, a, F, params + p.coef_off[i], n, F, H)
         if i < L - 1:
             bias_activation(z, params + p.icpt_off[i], n, H, p.activation)
@@ -300,28 +301,29 @@ cdef double forward_backward_slice(
     for i in range(L - 1, 0, -1):
         F = p.units[i]
         H = p.units[i + 1]
-        d_below = ws + p.delta_off[i - 1] + r0 * F
-        matmul_bt(p, d_below, F, ws + p.delta_off[i] + r0 * H, params + p.coef_off[i], n, F, H)
-        activation_backward(d_below, ws + p.act_off[i] + r0 * F, n * F, p.activation)
+        d_below = ws + p.delta_off[i - 1] + b0 * F
+        matmul_bt(p, d_below, F, ws + p.delta_off[i] + b0 * H, params + p.coef_off[i], n, F, H)
+        activation_backward(d_below, ws + p.act_off[i] + b0 * F, n * F, p.activation)
     return loss
 
 
 cdef void accumulate_slice(const Plan *p, floating *ws, const floating *a0, floating *group,
-                           floating *tmp, Py_ssize_t r0, Py_ssize_t r1,
+                           floating *tmp, Py_ssize_t n, Py_ssize_t b0,
                            bint first) noexcept nogil:
-    """Large batches: the weight and intercept gradients of batch rows
-    [r0, r1), right after phase 1 made their deltas (the slice's inputs and
-    deltas are still in this core's cache), into a group buffer laid out
-    like the slab: written by a group's first slice, added to by the next.
-    a0 is the slice's layer-0 input; tmp holds one intercept vector."""
-    cdef Py_ssize_t i, n = r1 - r0, F, H
+    """Large batches: the weight and intercept gradients of a slice of n
+    rows, right after phase 1 made their deltas in the workspace from row
+    b0 on (the slice's inputs and deltas are still in this core's cache),
+    into a group buffer laid out like the slab: written by a group's first
+    slice, added to by the next.  a0 is the slice's layer-0 input; tmp holds
+    one intercept vector."""
+    cdef Py_ssize_t i, F, H
     cdef const floating *a
     cdef const floating *d
     for i in range(p.n_layers):
         F = p.units[i]
         H = p.units[i + 1]
-        a = a0 if i == 0 else ws + p.act_off[i] + r0 * F
-        d = ws + p.delta_off[i] + r0 * H
+        a = a0 if i == 0 else ws + p.act_off[i] + b0 * F
+        d = ws + p.delta_off[i] + b0 * H
         gemm(True, False, <int> F, <int> H, <int> n, <floating> 1.0, a, <int> F, d, <int> H,
              <floating> (0.0 if first else 1.0), group + p.coef_off[i], <int> H)
         if first:
@@ -666,26 +668,33 @@ cdef void run_item(const Plan *p, const Work *w, Py_ssize_t item, int tid, float
                    floating *params, floating *velocity) noexcept nogil:
     """Run one item of the current phase."""
     cdef Py_ssize_t r0, r1
-    cdef Py_ssize_t s, s0
+    cdef Py_ssize_t s, s0, b0
     cdef const floating *a0
     if w.phase == PHASE_SLICES and w.accumulate:
-        # item = a group of consecutive slices, run in order by one thread
+        # item = a group of consecutive slices, run in order by one thread;
+        # a slice's rows are done with once in its group's buffer, so each
+        # thread reuses its own rows of the workspace (they stay in cache,
+        # and a full batch needs no batch-sized buffers)
         s0 = item * w.group_len
+        b0 = tid * p.slice_rows
         for s in range(s0, min(s0 + w.group_len, w.n_slices)):
             r0 = s * w.slice_len
             r1 = min(r0 + w.slice_len, w.B)
             p.slice_loss[s] = forward_backward_slice(
                 p, ws, params, <const floating *> w.X, <const floating *> w.Y,
-                <const floating *> w.sw, w.rows, r0, r1)
-            a0 = (ws + p.xb_off if w.rows != NULL else <const floating *> w.X) + r0 * p.units[0]
+                <const floating *> w.sw, w.rows, r0, r1, b0)
+            if w.rows != NULL:
+                a0 = ws + p.xb_off + b0 * p.units[0]
+            else:
+                a0 = <const floating *> w.X + r0 * p.units[0]
             accumulate_slice(p, ws, a0, ws + p.group_off + item * p.group_stride,
-                             ws + p.gbuf_off + tid * p.gbuf_stride, r0, r1, s == s0)
+                             ws + p.gbuf_off + tid * p.gbuf_stride, r1 - r0, b0, s == s0)
     elif w.phase == PHASE_SLICES:
         r0 = item * w.slice_len
         r1 = min(r0 + w.slice_len, w.B)
         p.slice_loss[item] = forward_backward_slice(
             p, ws, params, <const floating *> w.X, <const floating *> w.Y,
-            <const floating *> w.sw, w.rows, r0, r1)
+            <const floating *> w.sw, w.rows, r0, r1, r0)
     elif w.phase == PHASE_SUMS:
         sum_chunk(p, w, ws, params, item)
     elif w.phase == PHASE_GATHER:
@@ -1262,7 +1271,7 @@ cdef class Engine:
     cdef void _reserve(self, Py_ssize_t rows, int n_threads, object dtype) except *:
         """Allocate the workspace for batches of up to `rows` rows and
         `n_threads` threads, once; later calls reuse it."""
-        cdef Py_ssize_t L = len(self.units) - 1, off = 0, i, gbuf, n_slices
+        cdef Py_ssize_t L = len(self.units) - 1, off = 0, i, gbuf, n_slices, buf_rows
         cdef Py_ssize_t[::1] units = self.units
         if rows == 1:
             task_weights = max(1, _TUNING["task_bytes_one"] // np.dtype(dtype).itemsize)
@@ -1294,20 +1303,27 @@ cdef class Engine:
         K = units[L]
         act_off = np.zeros(L + 1, dtype=np.intp)
         delta_off = np.zeros(L, dtype=np.intp)
+        # per-row buffers (inputs, targets, activations, deltas): a whole
+        # batch, but batches that accumulate need one slice per thread
+        # (run_item), and only shorter batches (an epoch's last) a whole one
+        buf_rows = rows
+        if groups > 0:
+            buf_rows = max(min(rows, _TUNING["accumulate_rows"]),
+                           n_threads * _slice_rows(dtype))
         xb_off = off
-        off += _align(rows * units[0])
+        off += _align(buf_rows * units[0])
         xb2_off = off
         off += _align(min(rows, _TUNING["split_rows"]) * units[0])
         yb_off = off
-        off += _align(rows * K)
+        off += _align(buf_rows * K)
         sw_off = off
-        off += _align(rows)
+        off += _align(buf_rows)
         for i in range(1, L):
             act_off[i] = off
-            off += _align(rows * units[i])
+            off += _align(buf_rows * units[i])
         for i in range(L):
             delta_off[i] = off
-            off += _align(rows * units[i + 1])
+            off += _align(buf_rows * units[i + 1])
         # largest gradient block of a task, and room for an intercept vector
         gbuf = 0
         for t in range(len(self._task_layer)):
