@@ -91,9 +91,11 @@ typedef struct {
     int64_t window_ns;      /* team time since the last verdict */
     int64_t window_wait_ns; /* ... of which the master waited for a CPU */
     int64_t episodes;       /* crowded periods begun (tests, diagnostics) */
+    int64_t verdict_window_ns;  /* the window of the last wait verdict that */
+    int64_t verdict_wait_ns;    /* found a crowd, and its wait (diagnostics) */
 } fsg_crowd_state;
 
-static fsg_crowd_state fsg_crowd = {0, 0, 0, 0, 0};
+static fsg_crowd_state fsg_crowd = {0, 0, 0, 0, 0, 0, 0};
 
 /* ns the calling thread has so far spent runnable but waiting for a CPU;
  * -1 where unknown (then only stalls can find a crowd) */
@@ -144,6 +146,8 @@ static inline int fsg_crowd_record(int64_t team_ns, int64_t wait_ns, int64_t now
     __atomic_store_n(&fsg_crowd.window_ns, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&fsg_crowd.window_wait_ns, 0, __ATOMIC_RELAXED);
     if (q * 100 <= (int64_t)FSG_CROWD_WAIT_PERCENT * w) return 0;
+    __atomic_store_n(&fsg_crowd.verdict_window_ns, w, __ATOMIC_RELAXED);
+    __atomic_store_n(&fsg_crowd.verdict_wait_ns, q, __ATOMIC_RELAXED);
     fsg_crowd_begin(now);
     return 1;
 }

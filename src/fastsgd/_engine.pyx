@@ -535,6 +535,8 @@ cdef extern from "fsg_wake.h" nogil:
         int64_t window_ns
         int64_t window_wait_ns
         int64_t episodes
+        int64_t verdict_window_ns
+        int64_t verdict_wait_ns
     fsg_crowd_state fsg_crowd
     int64_t fsg_cpu_wait_ns() noexcept
     int fsg_crowded(int64_t now) noexcept
@@ -916,13 +918,22 @@ cdef double STALL_MIN_NS = 1e6
 cdef double CROWD_CHECK_NS = 5e6
 cdef double STALL_PAIR_NS = 100e6
 cdef Py_ssize_t _stalls = 0          # stalls seen (diagnostics)
+cdef Py_ssize_t _helper_verdicts = 0 # crowded periods a helper's wait began
+
+
+cdef inline void note_helper_verdict() noexcept nogil:
+    global _helper_verdicts
+    _helper_verdicts += 1
 cdef double _last_stall_ns = -1e18
 
 
 def crowd_stats():
     """Crowded periods begun (fsg_wake.h) and whether one lasts now."""
     return dict(episodes=fsg_crowd.episodes, crowded_now=bool(fsg_crowded(fsg_now_ns())),
-                backoff_ms=fsg_crowd.backoff_ns / 1e6, stalls=_stalls)
+                backoff_ms=fsg_crowd.backoff_ns / 1e6, stalls=_stalls,
+                verdict_window_ms=fsg_crowd.verdict_window_ns / 1e6,
+                verdict_wait_ms=fsg_crowd.verdict_wait_ns / 1e6,
+                helper_verdicts=_helper_verdicts)
 
 
 def forget_crowding():
@@ -930,8 +941,9 @@ def forget_crowding():
     fsg_crowd.until_ns = fsg_crowd.backoff_ns = 0
     fsg_crowd.window_ns = fsg_crowd.window_wait_ns = 0
     fsg_crowd.episodes = 0
-    global _stalls, _last_stall_ns
+    global _stalls, _last_stall_ns, _helper_verdicts
     _stalls = 0
+    _helper_verdicts = 0
     _last_stall_ns = -1e18
 
 
@@ -1559,8 +1571,9 @@ cdef class Engine:
                     # master, with a CPU of its own, may not have seen
                     if plan.crowd_guard and helper_wait0 >= 0:
                         helper_t1 = fsg_now_ns()
-                        fsg_crowd_record(helper_t1 - helper_t0,
-                                         fsg_cpu_wait_ns() - helper_wait0, helper_t1)
+                        if fsg_crowd_record(helper_t1 - helper_t0,
+                                            fsg_cpu_wait_ns() - helper_wait0, helper_t1):
+                            note_helper_verdict()
             fsg_wake_team_done(t_start, latest[0])
         # one thread's time per row, at most (a team's wall time x its size)
         self._row_ns = (master_done[0] - t_start) / <double> n * (n_threads if team_call else 1)
