@@ -103,8 +103,14 @@ cdef dict _TUNING = dict(
                              #     buffers (see accumulate_slice) of at most
     group_mib=256,           #     group_mib MiB in all, else phase 2 products
     small_rows=1,            # products with up to this many rows skip BLAS
-    fused_rows=1,            # batches up to this many rows fuse the gradient
-                             #     into the update (layers >= one vector wide)
+    fused_rows=8,            # batches up to this many rows fuse the gradient
+                             #     into the update (layers >= one vector wide);
+                             #     on AMD Zen 4 (OpenBLAS's SkylakeX kernels
+                             #     on double-pumped AVX-512) fusing beats gemm
+                             #     + update by 4-33% (float32) and 9-53%
+                             #     (float64) at B = 2..8, loses 6-9% (float32)
+                             #     at 16; on the Intel build machine of
+                             #     2026-11-21 it gained nothing beyond B = 1
     split_rows=64,           # batches up to this many rows split phase 1 by
     split_min_weights=16384, #     weights, for layers with this many weights
     gather_early=1,          # ... the team gathers the next batch while
