@@ -432,7 +432,8 @@ static FSG_ALWAYS_INLINE void FN(outer1_next_chunk)(T *FSG_RESTRICT w, T *FSG_RE
                                                     T alpha, T inv_m, T lr, T mu,
                                                     const T *FSG_RESTRICT a_next,
                                                     T *FSG_RESTRICT out_next, V *sumsq,
-                                                    const int nesterov, const int NV) {
+                                                    const int nesterov, const int unit_m,
+                                                    const int NV) {
     V dv[8], acc[8];
     const V valpha = FN(vset1)(alpha), vinv_m = FN(vset1)(inv_m);
     const V vlr = FN(vset1)(lr), vmu = FN(vset1)(mu);
@@ -453,7 +454,10 @@ static FSG_ALWAYS_INLINE void FN(outer1_next_chunk)(T *FSG_RESTRICT w, T *FSG_RE
             const V wi = FN(vload)(wp);
             *sumsq += wi * wi;
             const V g = skip ? FSG_VZERO : av * dv[j];
-            const V gi = (g + valpha * wi) * vinv_m;
+            /* x * 1 == x exactly: a one-row batch skips the multiply (one
+             * of about eight per vector, and Zen 4 runs out of multiply
+             * pipes here before it runs out of cache bandwidth) */
+            const V gi = unit_m ? g + valpha * wi : (g + valpha * wi) * vinv_m;
             const V vi = vmu * FN(vload)(vp) - vlr * gi;
             const V wn = nesterov ? wi + (vmu * vi - vlr * gi) : wi + vi;
             FN(vstore)(vp, vi);
@@ -473,15 +477,18 @@ FSG_HOT double FN(fsg_outer_update_next)(T *FSG_RESTRICT w, T *FSG_RESTRICT v,
                                          T *FSG_RESTRICT out_next) {
     V vsumsq = FSG_VZERO;
     fsg_idx col = 0;
+    const int unit_m = inv_m == (T)1;
+#define FSG_CHUNK_AS(NESTEROV, UNIT_M, NV)                                           \
+    FN(outer1_next_chunk)(w, v, a, d, f0, f1, H, col, alpha, inv_m, lr, mu, a_next,  \
+                          out_next, &vsumsq, NESTEROV, UNIT_M, NV)
 #define FSG_CHUNK(NV)                                                                 \
-    (nesterov ? FN(outer1_next_chunk)(w, v, a, d, f0, f1, H, col, alpha, inv_m, lr,  \
-                                      mu, a_next, out_next, &vsumsq, 1, NV)          \
-              : FN(outer1_next_chunk)(w, v, a, d, f0, f1, H, col, alpha, inv_m, lr,  \
-                                      mu, a_next, out_next, &vsumsq, 0, NV))
+    (unit_m ? (nesterov ? FSG_CHUNK_AS(1, 1, NV) : FSG_CHUNK_AS(0, 1, NV))             \
+            : (nesterov ? FSG_CHUNK_AS(1, 0, NV) : FSG_CHUNK_AS(0, 0, NV)))
     for (; col + 8 * VL <= H; col += 8 * VL) FSG_CHUNK(8);
     for (; col + 4 * VL <= H; col += 4 * VL) FSG_CHUNK(4);
     for (; col + VL <= H; col += VL) FSG_CHUNK(1);
 #undef FSG_CHUNK
+#undef FSG_CHUNK_AS
     double sumsq = (double)FN(vsum)(vsumsq);
     /* the last H % VL columns, one value at a time */
     for (fsg_idx c = col; c < H; c++) {
