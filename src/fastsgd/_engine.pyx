@@ -109,8 +109,9 @@ cdef dict _TUNING = dict(
                              #     on double-pumped AVX-512) fusing beats gemm
                              #     + update by 4-33% (float32) and 9-53%
                              #     (float64) at B = 2..8, loses 6-9% (float32)
-                             #     at 16; on the Intel build machine of
-                             #     2026-11-21 it gained nothing beyond B = 1
+                             #     at 16; on the build machine of
+                             #     2026-11-21 (CPU not recorded) it gained
+                             #     nothing beyond B = 1
     split_rows=64,           # batches up to this many rows split phase 1 by
     split_min_weights=16384, #     weights, for layers with this many weights
     gather_early=1,          # ... the team gathers the next batch while
