@@ -58,6 +58,10 @@ PATHS = {
     # (B=70: 12 slices of 6 rows in 4 groups of 3; float64 slices are at
     # most slice_rows / 2 = 8 rows)
     "accumulate-groups": dict(split_rows=1, accumulate_rows=2, slice_rows=16, max_groups=4),
+    # batches that could accumulate (B > accumulate_rows) but are small
+    # enough to split by weights, which needs whole-batch row buffers
+    "split-above-accumulate-rows": dict(split_min_weights=200, split_rows=100,
+                                        accumulate_rows=2, slice_rows=16, max_groups=4),
 }
 
 

@@ -1324,10 +1324,12 @@ cdef class Engine:
         delta_off = np.zeros(L, dtype=np.intp)
         # per-row buffers (inputs, targets, activations, deltas): a whole
         # batch, but batches that accumulate need one slice per thread
-        # (run_item), and only shorter batches (an epoch's last) a whole one
+        # (run_item); a whole one only batches that don't accumulate (up to
+        # accumulate_rows, an epoch's last) or split by weights (up to
+        # split_rows: forward_backward_split, whatever accumulate_rows says)
         buf_rows = rows
         if groups > 0:
-            buf_rows = max(min(rows, _TUNING["accumulate_rows"]),
+            buf_rows = max(min(rows, max(_TUNING["accumulate_rows"], _TUNING["split_rows"])),
                            n_threads * _slice_rows(dtype))
         xb_off = off
         off += _align(buf_rows * units[0])
