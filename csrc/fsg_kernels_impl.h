@@ -428,7 +428,7 @@ FSG_HOT double FN(fsg_outer_update)(T *FSG_RESTRICT w, T *FSG_RESTRICT v,
  *
  * On AMD Zen 4 this loop is bound by its multiplies (a 512-bit multiply or
  * FMA takes both 256-bit FMA pipes for a cycle), so the step is written
- * with six per vector instead of sgd_step's eight: lr/m is folded into the
+ * with six per vector instead of seven (objdump): lr/m is folded into the
  * scalars, lr/m * g = (lr/m * a[f]) * d + (lr/m * alpha) * w, and Nesterov's
  * w + mu * v' - lr/m * g as (w - lr/m * g) + mu * v'.  The same update as
  * scikit-learn's, rounded differently (a few ulp per step). */

@@ -177,7 +177,10 @@ def test_crowding_policy_judges_preemption_rate_over_a_window(no_crowding):
     # 20 ms in which the master waited 8 ms for a CPU: crowded for 250 ms
     assert policy("record", t, 12 * ms, 0) is True
     assert policy("crowded", t + 249 * ms) and not policy("crowded", t + 251 * ms)
-    assert _engine.crowd_stats()["episodes"] == 1
+    stats = _engine.crowd_stats()
+    assert stats["episodes"] == 1
+    # the verdict's window and wait are kept for diagnosis
+    assert (stats["verdict_window_ms"], stats["verdict_wait_ms"]) == (20.0, 8.0)
     # a quiet window (1.9 ms of 20: under 10%) is no verdict
     t2 = t + 300 * ms
     assert policy("record", t2, 20 * ms, 19 * ms // 10) is False
@@ -196,6 +199,9 @@ def test_crowding_policy_judges_preemption_rate_over_a_window(no_crowding):
     # a period in progress is not extended by another begin
     policy("begin", start + 10 * ms)
     assert not policy("crowded", start + 251 * ms)
+    _engine.forget_crowding()
+    stats = _engine.crowd_stats()
+    assert (stats["verdict_window_ms"], stats["verdict_wait_ms"]) == (0.0, 0.0)
 
 
 def test_a_crowded_period_runs_two_thread_calls_alone_with_the_same_numbers(no_crowding):

@@ -926,16 +926,19 @@ cdef double CROWD_CHECK_NS = 5e6
 cdef double STALL_PAIR_NS = 100e6
 cdef Py_ssize_t _stalls = 0          # stalls seen (diagnostics)
 cdef Py_ssize_t _helper_verdicts = 0 # crowded periods a helper's wait began
+cdef double _last_stall_ns = -1e18
 
 
 cdef inline void note_helper_verdict() noexcept nogil:
     global _helper_verdicts
     _helper_verdicts += 1
-cdef double _last_stall_ns = -1e18
 
 
 def crowd_stats():
-    """Crowded periods begun (fsg_wake.h) and whether one lasts now."""
+    """Crowded periods begun (fsg_wake.h) and whether one lasts now; the
+    current backoff; stalls seen; the team-time window and CPU wait of the
+    last verdict that found a crowd by waiting, and how many such verdicts
+    a helper thread's wait began (diagnostics)."""
     return dict(episodes=fsg_crowd.episodes, crowded_now=bool(fsg_crowded(fsg_now_ns())),
                 backoff_ms=fsg_crowd.backoff_ns / 1e6, stalls=_stalls,
                 verdict_window_ms=fsg_crowd.verdict_window_ns / 1e6,
@@ -948,6 +951,7 @@ def forget_crowding():
     fsg_crowd.until_ns = fsg_crowd.backoff_ns = 0
     fsg_crowd.window_ns = fsg_crowd.window_wait_ns = 0
     fsg_crowd.episodes = 0
+    fsg_crowd.verdict_window_ns = fsg_crowd.verdict_wait_ns = 0
     global _stalls, _last_stall_ns, _helper_verdicts
     _stalls = 0
     _helper_verdicts = 0
