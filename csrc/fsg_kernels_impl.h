@@ -521,8 +521,8 @@ FSG_HOT void FN(fsg_small_matmul_bt)(T *FSG_RESTRICT out, fsg_idx ldo,
                                      const T *FSG_RESTRICT d,
                                      const T *FSG_RESTRICT w, fsg_idx B,
                                      fsg_idx F, fsg_idx H) {
-    if (H < VL) {
-        /* rows narrower than a vector (a 10-class output layer): a vector
+    if (H < 2 * VL) {
+        /* rows narrower than two vectors (a 10-class output layer): a vector
          * reduction per output costs more than the products; eight outputs
          * at a time in scalar registers keep eight independent chains busy */
         for (fsg_idx b = 0; b < B; b++) {
