@@ -280,3 +280,47 @@ def test_next_batch_gathered_during_the_small_layers_changes_no_number(tuning, b
     by_tasks = _check_x_epoch(X, order, batch_size, 2, check_x=False)[2]
     np.testing.assert_array_equal(early, alone)
     np.testing.assert_array_equal(by_tasks, alone)
+
+
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_master_keeping_the_small_layers_changes_no_number(tuning, batch_size):
+    # the first layer (64 x 128) is split by weights and the rest is not:
+    # the master updates the small layers and the intercepts itself
+    # (master_tail) or every thread claims every task; the numbers are
+    # those of 1 thread either way
+    tuning(split_min_weights=8192, parallel_min_work=1, wake_guard=0, probe_rows=0)
+    alone = _fit(1, batch_size)
+    tail = _fit(2, batch_size)
+    tuning(master_tail=0)
+    shared = _fit(2, batch_size)
+    _assert_bitwise_equal(tail, alone)
+    _assert_bitwise_equal(shared, alone)
+
+
+@pytest.mark.parametrize("n,block,least", [(784, 61, 16), (784, 112, 32), (100, 10, 3),
+                                           (64, 2, 1), (7, 3, 1)])
+def test_taper_rows_cover_the_rows_largest_at_the_ends(n, block, least):
+    sizes = _engine.taper_rows(n, block, least)
+    assert sum(sizes) == n and min(sizes) >= min(least, n // 2)
+    # the two halves each shrink towards the middle
+    half = len(_engine.taper_rows(n, block, least)) // 2
+    front, back = sizes[:half], sizes[half:][::-1]
+    for part in (front, back):
+        assert all(a >= b for a, b in zip(part[1:-1], part[2:]))
+    assert max(sizes) in (sizes[0], sizes[-1])
+
+
+def test_batches_of_one_row_use_tapered_blocks(tuning):
+    # B=1 on 2 threads with tapered blocks (task_bytes_one small enough for
+    # many blocks on the digits network) gives the numbers of 1 thread.  The
+    # blocks differ from equal ones, and so does the rounding of the
+    # layer's sum of block partials: the first epoch agrees to rounding,
+    # and later ones drift apart (B=1 at this rate amplifies any rounding)
+    tuning(task_bytes_one=2048, split_min_weights=8192, wake_guard=0, probe_rows=0)
+    alone = _fit(1, 1)
+    team = _fit(2, 1)
+    _assert_bitwise_equal(team, alone)
+    tuning(taper_one=0)
+    equal = _fit(2, 1)
+    assert team.loss_curve_ != equal.loss_curve_
+    assert team.loss_curve_[0] == pytest.approx(equal.loss_curve_[0], rel=1e-6)
