@@ -75,6 +75,9 @@ enum fsg_output {
                                      T alpha, T inv_m, T lr, T mu,             \
                                      int nesterov, const T *a_next,            \
                                      T *out_next);                             \
+    /* whether batches of one row update a layer H wide by the narrow-layer  \
+     * kernel (H under four vectors; fused with the next product too) */     \
+    int fsg_narrow_ok_##S(fsg_idx H);                                          \
     /* out (H) <- sum over the B rows of d (B, H), in row order */             \
     void fsg_column_sum_##S(T *out, const T *d, fsg_idx B, fsg_idx H);         \
     /* out (B, H) <- a (B, F) @ w (F, H), for small B where BLAS call overhead \

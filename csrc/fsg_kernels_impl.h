@@ -377,12 +377,112 @@ static FSG_ALWAYS_INLINE double FN(outer_rows)(T *FSG_RESTRICT w, T *FSG_RESTRIC
     return sumsq;
 }
 
+/* Batch of one row on a layer narrower than four vectors (a 10-class output
+ * layer), optionally fused with the next row's partial product like
+ * outer1_next_chunk (a_next NULL: no product).  Rows [f0, f1) are one flat
+ * run of weights, taken R = VL / gcd(H, VL) rows = G = R * H / VL whole
+ * vectors at a time: within such a group every lane's row and column are
+ * fixed, so a[row] is one permute of a[f:f+VL] and d[column] a vector set
+ * up once.  The remainder rows run one value at a time.  The arithmetic per
+ * weight is outer1_next_chunk's; the next row's product collects in
+ * per-lane sums, added per column in a fixed order at the end. */
+#define FSG_NARROW_MAX_G 8
+static FSG_ALWAYS_INLINE fsg_idx FN(narrow_rows)(fsg_idx H) {
+    fsg_idx g = H, b = VL;
+    while (b) {
+        const fsg_idx t = g % b;
+        g = b;
+        b = t;
+    }
+    return VL / g;
+}
+
+static FSG_ALWAYS_INLINE int FN(narrow_ok)(fsg_idx H) {
+    return H < 4 * VL && FN(narrow_rows)(H) * H / VL <= FSG_NARROW_MAX_G;
+}
+
+static FSG_ALWAYS_INLINE double FN(outer1_narrow)(T *FSG_RESTRICT w, T *FSG_RESTRICT v, const T *FSG_RESTRICT a,
+                                const T *FSG_RESTRICT d, fsg_idx f0, fsg_idx f1, fsg_idx H,
+                                T lr_m, T lr_m_alpha, T mu, const int nesterov,
+                                const T *FSG_RESTRICT a_next, T *FSG_RESTRICT out_next) {
+    const fsg_idx R = FN(narrow_rows)(H), G = R * H / VL;
+    VI row[FSG_NARROW_MAX_G];
+    V dpat[FSG_NARROW_MAX_G], acc[FSG_NARROW_MAX_G];
+    for (fsg_idx j = 0; j < G; j++) {
+        for (int k = 0; k < VL; k++) {
+            const fsg_idx p = j * VL + k;
+            row[j][k] = p / H;
+            dpat[j][k] = lr_m * d[p % H];
+        }
+        acc[j] = FSG_VZERO;
+    }
+    const V vlr_m_alpha = FN(vset1)(lr_m_alpha), vmu = FN(vset1)(mu);
+    V vsumsq = FSG_VZERO;
+    T abuf[VL], nbuf[VL];
+    fsg_idx f = f0;
+    for (; f + R <= f1; f += R) {
+        /* a[f:f+VL] may run past the block's last row: past f1, copy */
+        V av, anv = FSG_VZERO;
+        if (f + VL <= f1) {
+            av = FN(vload)(a + f);
+            if (a_next) anv = FN(vload)(a_next + f);
+        } else {
+            for (int k = 0; k < VL; k++) {
+                abuf[k] = f + k < f1 ? a[f + k] : (T)0;
+                nbuf[k] = a_next && f + k < f1 ? a_next[f + k] : (T)0;
+            }
+            av = FN(vload)(abuf);
+            anv = FN(vload)(nbuf);
+        }
+        T *wp = w + f * H, *vp = v + f * H;
+        for (fsg_idx j = 0; j < G; j++) {
+            const V wi = FN(vload)(wp + j * VL);
+            vsumsq += wi * wi;
+            const V step = __builtin_shuffle(av, row[j]) * dpat[j] + vlr_m_alpha * wi;
+            const V vi = vmu * FN(vload)(vp + j * VL) - step;
+            const V wn = nesterov ? (wi - step) + vmu * vi : wi + vi;
+            FN(vstore)(vp + j * VL, vi);
+            FN(vstore)(wp + j * VL, wn);
+            if (a_next) acc[j] += __builtin_shuffle(anv, row[j]) * wn;
+        }
+    }
+    double sumsq = (double)FN(vsum)(vsumsq);
+    if (a_next) {
+        for (fsg_idx c = 0; c < H; c++) out_next[c] = 0;
+        for (fsg_idx j = 0; j < G; j++)
+            for (int k = 0; k < VL; k++) out_next[(j * VL + k) % H] += acc[j][k];
+    }
+    /* the remainder rows, one value at a time */
+    for (; f < f1; f++) {
+        const T lr_m_a = lr_m * a[f];
+        for (fsg_idx c = 0; c < H; c++) {
+            T *wp = w + f * H + c, *vp = v + f * H + c;
+            const T wi = *wp;
+            sumsq += (double)wi * wi;
+            const T step = lr_m_a * d[c] + lr_m_alpha * wi;
+            const T vi = mu * *vp - step;
+            const T wn = nesterov ? (wi - step) + mu * vi : wi + vi;
+            *vp = vi;
+            *wp = wn;
+            if (a_next) out_next[c] += a_next[f] * wn;
+        }
+    }
+    return sumsq;
+}
+
 FSG_HOT double FN(fsg_outer_update)(T *FSG_RESTRICT w, T *FSG_RESTRICT v,
                                     const T *FSG_RESTRICT a, fsg_idx lda,
                                     const T *FSG_RESTRICT d, fsg_idx B,
                                     fsg_idx f0, fsg_idx f1, fsg_idx H, T alpha,
                                     T inv_m, T lr, T mu, int nesterov,
                                     T *FSG_RESTRICT scratch) {
+    if (B == 1 && FN(narrow_ok)(H)) {
+        const T lr_m = lr * inv_m;
+        return nesterov ? FN(outer1_narrow)(w, v, a, d, f0, f1, H, lr_m, lr_m * alpha, mu, 1,
+                                            NULL, NULL)
+                        : FN(outer1_narrow)(w, v, a, d, f0, f1, H, lr_m, lr_m * alpha, mu, 0,
+                                            NULL, NULL);
+    }
     if (H < VL) {
         /* narrow rows (e.g. a 10-class output layer): the block's rows are
          * contiguous, so form its gradient in scratch and update it as one
@@ -476,9 +576,14 @@ FSG_HOT double FN(fsg_outer_update_next)(T *FSG_RESTRICT w, T *FSG_RESTRICT v,
                                          T inv_m, T lr, T mu, int nesterov,
                                          const T *FSG_RESTRICT a_next,
                                          T *FSG_RESTRICT out_next) {
+    const T lr_m = lr * inv_m, lr_m_alpha = lr_m * alpha;
+    if (FN(narrow_ok)(H))
+        return nesterov ? FN(outer1_narrow)(w, v, a, d, f0, f1, H, lr_m, lr_m_alpha, mu, 1,
+                                            a_next, out_next)
+                        : FN(outer1_narrow)(w, v, a, d, f0, f1, H, lr_m, lr_m_alpha, mu, 0,
+                                            a_next, out_next);
     V vsumsq = FSG_VZERO;
     fsg_idx col = 0;
-    const T lr_m = lr * inv_m, lr_m_alpha = lr_m * alpha;
 #define FSG_CHUNK(NV)                                                                 \
     (nesterov ? FN(outer1_next_chunk)(w, v, a, d, f0, f1, H, col, lr_m, lr_m_alpha,  \
                                       mu, a_next, out_next, &vsumsq, 1, NV)          \
@@ -507,6 +612,8 @@ FSG_HOT double FN(fsg_outer_update_next)(T *FSG_RESTRICT w, T *FSG_RESTRICT v,
     }
     return sumsq;
 }
+
+int FN(fsg_narrow_ok)(fsg_idx H) { return FN(narrow_ok)(H); }
 
 FSG_HOT void FN(fsg_column_sum)(T *FSG_RESTRICT out, const T *FSG_RESTRICT d,
                                 fsg_idx B, fsg_idx H) {

@@ -39,6 +39,11 @@ CLASSIFIER_CASES = [
     ("two-hidden", dict(hidden_layer_sizes=(12, 7))),
     ("linear-model", dict(hidden_layer_sizes=())),
     ("batch-1", dict(batch_size=1, max_iter=2)),
+    # one-row batches on narrow layers (10 classes; 3 and 7 units, whose
+    # lane patterns repeat every 3 and 7 vectors): the narrow-layer kernel,
+    # fused with the next row's product on a first layer
+    ("linear-model-batch-1", dict(hidden_layer_sizes=(), batch_size=1, max_iter=2)),
+    ("narrow-hidden-batch-1", dict(hidden_layer_sizes=(3, 7), batch_size=1, max_iter=2)),
     ("batch-odd-7", dict(batch_size=7)),
     ("batch-13-fused-edge", dict(batch_size=13)),
     ("batch-65", dict(batch_size=65)),

@@ -56,7 +56,7 @@ from fastsgd._kernels cimport (
     FSG_OUT_SQUARED, activation_backward, all_finite, bias_activation,
     accumulate, column_sum, fsg_kernel_isa, fsg_kernel_multiversioned, gather_finite,
     gather_rows,
-    outer_update, outer_update_next, output_forward, output_loss_delta, sgd_update,
+    outer_update, outer_update_next, narrow_ok, output_forward, output_loss_delta, sgd_update,
     small_matmul, small_matmul_bt, fsg_prefetch_rows, sum_blocks,
 )
 from fastsgd._openmp cimport (
@@ -516,11 +516,13 @@ cdef double update_task(
         return 0.0
     # fused for rows at least four vectors wide, or under one (outer_update
     # then forms the block's gradient in scratch and updates it as one flat
-    # vector); in between, vector code spends its time in remainders and
-    # BLAS + the flat update measured faster (784-10 float64 at B=1: 4.8 vs
-    # 4.0 us per row; float32, under one vector: 3.1 vs 4.0)
+    # vector), or at B=1 narrower than four vectors (the narrow-layer
+    # kernel, lanes in a fixed row/column pattern); in between, at B > 1,
+    # vector code spends its time in remainders and BLAS + the flat update
+    # measured faster (784-10 float64 at B=1, before the narrow kernel:
+    # 4.8 vs 4.0 us per row; float32, under one vector: 3.1 vs 4.0)
     cdef Py_ssize_t vec = FSG_VECTOR_BYTES // sizeof(floating)
-    if B <= p.fused_rows and (H >= 4 * vec or H < vec):
+    if B <= p.fused_rows and (H >= 4 * vec or H < vec or (B == 1 and narrow_ok(w, H))):
         return outer_update(w, v, a, F, d, B, f0, f1, H, alpha, inv_m, lr, mu, nesterov, gbuf)
     # gradient block (f1 - f0, H) = A[:, f0:f1]^T @ delta, then the update
     gemm(True, False, <int> (f1 - f0), <int> H, <int> B, <floating> 1.0, a + f0, <int> F,
@@ -864,11 +866,15 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
     # the next batch: phase 2 starts its layer-0 forward on each block it has
     # just updated (small batches), and someone gathers its rows
     w.gather_early = False
+    # (one-row batches on a narrow first layer, a linear model's, fuse the
+    # next row's product into the update even when the layer is small)
+    cdef bint one_row = w.B == 1 and w.next_B == 1 and p.fused_rows >= 1
+    cdef bint narrow0 = narrow_ok(params, p.units[1])
     w.make_next = (w.B <= p.split_rows and 0 < w.next_B <= p.split_rows
-                   and F * p.units[1] >= p.split_min_weights)
+                   and (F * p.units[1] >= p.split_min_weights or (one_row and narrow0)))
     # the condition of update_task's fused path, for one-row batches
-    w.fuse_next = (w.make_next and w.B == 1 and w.next_B == 1 and p.fused_rows >= 1
-                   and p.units[1] >= 4 * FSG_VECTOR_BYTES // sizeof(floating))
+    w.fuse_next = (w.make_next and one_row
+                   and (p.units[1] >= 4 * FSG_VECTOR_BYTES // sizeof(floating) or narrow0))
     if w.make_next:
         if w.next_rows != NULL:
             xb_next = ws + (p.xb_off if w.xb_cur else p.xb2_off)

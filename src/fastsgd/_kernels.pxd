@@ -46,6 +46,8 @@ cdef extern from "fastsgd.h" nogil:
                                      fsg_idx f0, fsg_idx f1, fsg_idx H, double alpha,
                                      double inv_m, double lr, double mu, int nesterov,
                                      const double *a_next, double *out_next) noexcept
+    int fsg_narrow_ok_f32(fsg_idx H) noexcept
+    int fsg_narrow_ok_f64(fsg_idx H) noexcept
     void fsg_column_sum_f32(float *out, const float *d, fsg_idx B, fsg_idx H) noexcept
     void fsg_column_sum_f64(double *out, const double *d, fsg_idx B, fsg_idx H) noexcept
     void fsg_small_matmul_f32(float *out, const float *a, fsg_idx lda, const float *w,
@@ -145,6 +147,15 @@ cdef inline double outer_update_next(floating *w, floating *v, const floating *a
     else:
         return fsg_outer_update_next_f64(w, v, a, d, f0, f1, H, alpha, inv_m, lr, mu,
                                          nesterov, a_next, out_next)
+
+
+cdef inline bint narrow_ok(const floating *like, fsg_idx H) noexcept nogil:
+    """Whether one-row batches update a layer H wide (of like's dtype) with
+    the narrow-layer kernel."""
+    if floating is float:
+        return fsg_narrow_ok_f32(H)
+    else:
+        return fsg_narrow_ok_f64(H)
 
 
 cdef inline void column_sum(floating *out, const floating *d, fsg_idx B, fsg_idx H) noexcept nogil:
