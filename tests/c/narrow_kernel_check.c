@@ -1,0 +1,68 @@
+/* The one-row update kernels of csrc/ against a plain scalar loop, for
+ * layer widths that take the narrow-layer kernel (H under four vectors)
+ * and widths that do not, odd row ranges included (remainder rows, and
+ * the last group's copied inputs).  tests/test_kernels_c.py compiles it
+ * for every instruction set the package ships (the engine's own tests
+ * only run the one this CPU picks). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <math.h>
+#include "fastsgd.h"
+/* REAL is double or float (default double) */
+#ifndef REAL
+#define REAL double
+#endif
+#define FSG_IS_DOUBLE_double 1
+#define FSG_IS_DOUBLE_float 0
+#define FSG_IS_DOUBLE_(r) FSG_IS_DOUBLE_##r
+#define FSG_IS_DOUBLE(r) FSG_IS_DOUBLE_(r)
+#if FSG_IS_DOUBLE(REAL)
+#define SFX(name) name##_f64
+#define TOL 1e-12
+#else
+#define SFX(name) name##_f32
+#define TOL 2e-5
+#endif
+typedef REAL real;
+/* reference: the one-value-at-a-time formula of outer1_narrow's remainder rows */
+static double ref(real *w, real *v, const real *a, const real *d, long f0, long f1, long H,
+                  real alpha, real lr, real mu, int nest, const real *an, real *out) {
+    real lr_m = lr, lr_m_alpha = lr * alpha;
+    double s = 0;
+    for (long c = 0; c < H; c++) out[c] = 0;
+    for (long f = f0; f < f1; f++) for (long c = 0; c < H; c++) {
+        real wi = w[f*H+c]; s += (double)wi*wi;
+        real step = (lr_m*a[f])*d[c] + lr_m_alpha*wi;
+        real vi = mu*v[f*H+c] - step;
+        real wn = nest ? (wi - step) + mu*vi : wi + vi;
+        v[f*H+c] = vi; w[f*H+c] = wn; if (an) out[c] += an[f]*wn;
+    }
+    return s;
+}
+int main(void) {
+    long Hs[] = {1, 2, 3, 5, 7, 10, 12, 16, 20, 24, 31, 40, 64}; int bad = 0;
+    for (int hi = 0; hi < 13; hi++) for (int nest = 0; nest < 2; nest++) for (long f1 = 1; f1 < 40; f1 += 3) {
+        long H = Hs[hi], F = 40, f0 = f1 > 5 ? 2 : 0;
+        real *w = malloc(sizeof(real)*F*H), *v = malloc(sizeof(real)*F*H), *w2 = malloc(sizeof(real)*F*H),
+             *v2 = malloc(sizeof(real)*F*H);
+        real a[64], an[64], d[64], o1[64], o2[64];
+        for (long i = 0; i < F*H; i++) { w[i] = w2[i] = sin(i*0.7); v[i] = v2[i] = cos(i*1.3)*0.1; }
+        for (long i = 0; i < 64; i++) { a[i] = sin(i*2.1); an[i] = cos(i*0.9); d[i] = sin(i*0.37+1); }
+        double s1 = SFX(fsg_outer_update_next)(w, v, a, d, f0, f1, H, 1e-2, 1.0, 0.1, 0.9, nest, an, o1);
+        double s2 = ref(w2, v2, a, d, f0, f1, H, 1e-2, 0.1, 0.9, nest, an, o2);
+        double e = fabs(s1 - s2) / (fabs(s2) + 1e-300);
+        for (long i = 0; i < F*H; i++) { e = fmax(e, fabs(w[i]-w2[i])); e = fmax(e, fabs(v[i]-v2[i])); }
+        for (long c = 0; c < H; c++) e = fmax(e, fabs(o1[c]-o2[c]));
+        /* the update without the product, through fsg_outer_update (B=1) */
+        real scr[2600];
+        for (long i = 0; i < F*H; i++) { w[i] = w2[i] = sin(i*0.7); v[i] = v2[i] = cos(i*1.3)*0.1; }
+        s1 = SFX(fsg_outer_update)(w, v, a, F, d, 1, f0, f1, H, 1e-2, 1.0, 0.1, 0.9, nest, scr);
+        s2 = ref(w2, v2, a, d, f0, f1, H, 1e-2, 0.1, 0.9, nest, NULL, o2);
+        for (long i = 0; i < F*H; i++) { e = fmax(e, fabs(w[i]-w2[i])); e = fmax(e, fabs(v[i]-v2[i])); }
+        e = fmax(e, fabs(s1 - s2) / (fabs(s2) + 1e-300));
+        if (!(e <= TOL)) { printf("H=%ld f0=%ld f1=%ld nest=%d err %g\n", H, f0, f1, nest, e); bad++; }
+        free(w); free(v); free(w2); free(v2);
+    }
+    printf("narrow ok %d, mismatches %d\n", SFX(fsg_narrow_ok)(10), bad);
+    return bad != 0;
+}
