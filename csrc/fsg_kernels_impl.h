@@ -383,9 +383,12 @@ static FSG_ALWAYS_INLINE double FN(outer_rows)(T *FSG_RESTRICT w, T *FSG_RESTRIC
  * run of weights, taken R = VL / gcd(H, VL) rows = G = R * H / VL whole
  * vectors at a time: within such a group every lane's row and column are
  * fixed, so a[row] is one permute of a[f:f+VL] and d[column] a vector set
- * up once.  The remainder rows run one value at a time.  The arithmetic per
- * weight is outer1_next_chunk's; the next row's product collects in
- * per-lane sums, added per column in a fixed order at the end. */
+ * up once.  The remainder rows run one value at a time.  The update is
+ * outer1_next_chunk's, rounded a little differently (a * (lr/m * d)), and a
+ * zero input is multiplied, not skipped (the same for any finite delta);
+ * the next row's product collects in per-lane sums, added per column in a
+ * fixed order at the end.  Measured on the linear model 784-10 at B=1:
+ * 1.8-1.9x the BLAS outer product + flat update + BLAS forward. */
 #define FSG_NARROW_MAX_G 8
 static FSG_ALWAYS_INLINE fsg_idx FN(narrow_rows)(fsg_idx H) {
     fsg_idx g = H, b = VL;
@@ -401,10 +404,13 @@ static FSG_ALWAYS_INLINE int FN(narrow_ok)(fsg_idx H) {
     return H < 4 * VL && FN(narrow_rows)(H) * H / VL <= FSG_NARROW_MAX_G;
 }
 
-static FSG_ALWAYS_INLINE double FN(outer1_narrow)(T *FSG_RESTRICT w, T *FSG_RESTRICT v, const T *FSG_RESTRICT a,
-                                const T *FSG_RESTRICT d, fsg_idx f0, fsg_idx f1, fsg_idx H,
-                                T lr_m, T lr_m_alpha, T mu, const int nesterov,
-                                const T *FSG_RESTRICT a_next, T *FSG_RESTRICT out_next) {
+static FSG_ALWAYS_INLINE double FN(outer1_narrow)(T *FSG_RESTRICT w, T *FSG_RESTRICT v,
+                                                  const T *FSG_RESTRICT a,
+                                                  const T *FSG_RESTRICT d, fsg_idx f0,
+                                                  fsg_idx f1, fsg_idx H, T lr_m,
+                                                  T lr_m_alpha, T mu, const int nesterov,
+                                                  const T *FSG_RESTRICT a_next,
+                                                  T *FSG_RESTRICT out_next) {
     const fsg_idx R = FN(narrow_rows)(H), G = R * H / VL;
     VI row[FSG_NARROW_MAX_G];
     V dpat[FSG_NARROW_MAX_G], acc[FSG_NARROW_MAX_G];
