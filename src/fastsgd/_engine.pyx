@@ -225,6 +225,8 @@ cdef struct Plan:
     Py_ssize_t probe_rows
     Py_ssize_t accumulate_rows
     bint small_tail              # every layer after the first is below split_min_weights
+    bint narrow_first            # one-row batches update the first layer with the
+                                 #     narrow-layer kernel (csrc outer1_narrow)
     Py_ssize_t lead_tasks        # split batches: phase 2's team items, the weight
                                  #     tasks of the leading split layers (0: all)
     Py_ssize_t gather_ahead      # whole-row gathers ask for the row this many rows on
@@ -869,12 +871,11 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
     # (one-row batches on a narrow first layer, a linear model's, fuse the
     # next row's product into the update even when the layer is small)
     cdef bint one_row = w.B == 1 and w.next_B == 1 and p.fused_rows >= 1
-    cdef bint narrow0 = narrow_ok(params, p.units[1])
     w.make_next = (w.B <= p.split_rows and 0 < w.next_B <= p.split_rows
-                   and (F * p.units[1] >= p.split_min_weights or (one_row and narrow0)))
+                   and (F * p.units[1] >= p.split_min_weights or (one_row and p.narrow_first)))
     # the condition of update_task's fused path, for one-row batches
     w.fuse_next = (w.make_next and one_row
-                   and (p.units[1] >= 4 * FSG_VECTOR_BYTES // sizeof(floating) or narrow0))
+                   and (p.units[1] >= 4 * FSG_VECTOR_BYTES // sizeof(floating) or p.narrow_first))
     if w.make_next:
         if w.next_rows != NULL:
             xb_next = ws + (p.xb_off if w.xb_cur else p.xb2_off)
@@ -1595,6 +1596,7 @@ cdef class Engine:
         cdef const floating *y_ptr = &Y[0, 0]
         cdef double *losses_ptr = &batch_losses[0]
         cdef Plan *plan = &self._plan
+        self._plan.narrow_first = narrow_ok(<const floating *> w_ptr, self._plan.units[1])
 
         work.alpha = <floating> alpha
         work.lr = <floating> learning_rate
