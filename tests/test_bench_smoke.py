@@ -151,3 +151,15 @@ def test_engine_loop_script_compares_two_knob_values(tmp_path):
     lines = proc.stdout.splitlines()
     assert len(lines) == 3 and "gather_early" in lines[0]
     assert re.search(r"B/A per pair: median \d\.\d{3}", lines[-1])
+
+
+def test_kernel_floor_script_runs(tmp_path):
+    script = REPO / "benches" / "kernel_floor.py"
+    if not script.is_file():
+        pytest.skip("benches/ is not shipped here")
+    proc = _run([str(script), "--batch", "1,3", "--features", "40", "--hidden", "24",
+                 "--opt=-O0"], tmp_path, 120)
+    rows = [line.split() for line in proc.stdout.splitlines()[2:]]
+    assert [(r[0], r[1]) for r in rows] == [("float32", "1"), ("float32", "3"),
+                                            ("float64", "1"), ("float64", "3")]
+    assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)

@@ -1,0 +1,78 @@
+"""The floor under small-batch training: how long the engine's phase-2
+kernels take, hot in cache, on the share of the first layer one thread owns,
+and the rows/s that would give if nothing else took any time (no serial
+layers, no waiting, no gathering).  Compare with benches/engine_loop.py at
+the same batch size and threads: the gap is the engine's overhead, the rest
+is the kernels' (and the core's) limit.
+
+    python benches/kernel_floor.py                     # 784-128, B = 1 and 8
+    python benches/kernel_floor.py --batch 1,2,4,8 --threads 1
+
+Measured on the build machine (AMD Zen 4, 2 threads, 2026-12-04): float64
+B=1 10.9 us per row for the fused step against 10.7 us for the plain pass
+(so at the memory floor), a ceiling of 91k rows/s; B=8 38.7 us, 207k rows/s.
+The engine ran 45-60k and 127-147k rows/s in the same hour.
+
+Builds benches/kernel_floor.c against csrc/fsg_kernels.c the way the
+package builds its kernels (-O3, multi-versioned, so this CPU's variant
+runs).  `stream` is a plain pass that reads and writes the same weights and
+velocities: at B = 1 the step can go no faster than that.
+"""
+
+import argparse
+import shutil
+import subprocess
+import sysconfig
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def build(workdir, opt="-O3"):
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    cc = shutil.which(cc) or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise SystemExit("kernel_floor needs a C compiler")
+    exe = Path(workdir) / "kernel_floor"
+    subprocess.run([cc, opt, "-fopenmp-simd", "-Wno-psabi", "-DFSG_USE_CLONES=1",
+                    "-I", str(ROOT / "csrc"), str(ROOT / "benches" / "kernel_floor.c"),
+                    str(ROOT / "csrc" / "fsg_kernels.c"), "-o", str(exe), "-lm"], check=True)
+    return exe
+
+
+def measure(exe, real_bytes, rows, hidden, batch):
+    """(step, stream) microseconds per call, best of 7 runs of ~0.1 s."""
+    reps = max(20, int(2e7 // (rows * hidden * max(batch, 2))))
+    out = subprocess.run([str(exe), str(real_bytes), str(rows), str(hidden), str(batch),
+                          str(reps)], check=True, capture_output=True, text=True).stdout
+    step, stream = (float(x) for x in out.split())
+    return step, stream
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", default="1,8", help="batch sizes, comma list")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="threads sharing the layer's rows evenly")
+    parser.add_argument("--features", type=int, default=784)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--opt", default="-O3",
+                        help="optimisation flag of the build (CI's smoke run: --opt=-O0)")
+    args = parser.parse_args()
+    rows = -(-args.features // args.threads)
+    print(f"first layer {args.features}x{args.hidden}, {args.threads} thread(s): "
+          f"{rows} rows each, hot in cache")
+    print(f"{'dtype':8} {'batch':>5} {'step us':>9} {'stream us':>10} "
+          f"{'ceiling rows/s':>15}")
+    with tempfile.TemporaryDirectory() as workdir:
+        exe = build(workdir, args.opt)
+        for dtype, real_bytes in (("float32", 4), ("float64", 8)):
+            for batch in (int(b) for b in args.batch.split(",")):
+                step, stream = measure(exe, real_bytes, rows, args.hidden, batch)
+                print(f"{dtype:8} {batch:5d} {step:9.2f} {stream:10.2f} "
+                      f"{batch / step * 1e6 / 1e3:14.0f}k", flush=True)
+
+
+if __name__ == "__main__":
+    main()
