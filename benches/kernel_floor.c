@@ -7,9 +7,11 @@
  *
  * prints one line "step_us stream_us": the batch's update of rows x H
  * weights with the next batch's product of those rows (B = 1: the fused
- * one-row kernel; B > 1: outer_update then small_matmul, as the engine's
- * phase-2 tasks run them), and a plain pass that reads and writes the same
- * weights and velocities (the memory traffic alone).  Best of 7 runs. */
+ * one-row kernel, as the engine runs it; B > 1: outer_update, then the
+ * product by small_matmul, where the engine calls BLAS: both near the
+ * core's FMA peak at these shapes), and a plain pass that reads and writes
+ * the same weights and velocities (the memory traffic alone).  Best of 7
+ * runs. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
