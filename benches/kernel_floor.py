@@ -60,6 +60,9 @@ def main():
     parser.add_argument("--opt", default="-O3",
                         help="optimisation flag of the build (CI's smoke run: --opt=-O0)")
     args = parser.parse_args()
+    batches = [int(b) for b in args.batch.split(",")]
+    if min(batches) < 1 or min(args.threads, args.features, args.hidden) < 1:
+        parser.error("--batch, --threads, --features and --hidden must be at least 1")
     rows = -(-args.features // args.threads)
     print(f"first layer {args.features}x{args.hidden}, {args.threads} thread(s): "
           f"{rows} rows each, hot in cache")
@@ -68,7 +71,7 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         exe = build(workdir, args.opt)
         for dtype, real_bytes in (("float32", 4), ("float64", 8)):
-            for batch in (int(b) for b in args.batch.split(",")):
+            for batch in batches:
                 step, stream = measure(exe, real_bytes, rows, args.hidden, batch)
                 print(f"{dtype:8} {batch:5d} {step:9.2f} {stream:10.2f} "
                       f"{batch / step * 1e6 / 1e3:14.0f}k", flush=True)
