@@ -297,6 +297,29 @@ def test_master_keeping_the_small_layers_changes_no_number(tuning, batch_size):
     _assert_bitwise_equal(shared, alone)
 
 
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_last_big_layer_listed_from_its_end_changes_only_rounding(tuning, batch_size):
+    # small batches list the blocks of the last layer split by weights (here
+    # the first, 64 x 128) last rows first (reverse_last), so the teammate,
+    # claiming from the back, starts away from the small layers the master
+    # updates; the numbers are those of 1 thread, and the blocks' sum of
+    # partials is only added in another order
+    tuning(split_min_weights=8192, parallel_min_work=1, wake_guard=0, probe_rows=0,
+           task_bytes_one=4096, task_bytes_small=4096)
+    alone = _fit(1, batch_size)
+    team = _fit(2, batch_size)
+    _assert_bitwise_equal(team, alone)
+    blocks = [b for b in team._engine_cache[1].task_blocks() if b[0] == 0]
+    assert len(blocks) > 2
+    assert [b[1] for b in blocks] == sorted((b[1] for b in blocks), reverse=True)
+    assert blocks[0][2] == 64 and blocks[-1][1] == 0
+    tuning(reverse_last=0)
+    forward = _fit(2, batch_size)
+    blocks = [b for b in forward._engine_cache[1].task_blocks() if b[0] == 0]
+    assert [b[1] for b in blocks] == sorted(b[1] for b in blocks)
+    assert team.loss_curve_[0] == pytest.approx(forward.loss_curve_[0], rel=1e-6)
+
+
 @pytest.mark.parametrize("n,block,least", [(784, 61, 16), (784, 112, 32), (100, 10, 3),
                                            (64, 2, 1), (7, 3, 1)])
 def test_taper_rows_cover_the_rows_largest_at_the_ends(n, block, least):

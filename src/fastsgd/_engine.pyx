@@ -126,6 +126,15 @@ cdef dict _TUNING = dict(
                              #     2 threads, Zen 4: float64 B=1 +4-6%, B=8
                              #     +3%, B=32 +7%; float32 B=1 +1-7%, B=8
                              #     -2..0%
+    reverse_last=1,          # ... and the last big layer's blocks are
+                             #     listed from its end: the teammate, which
+                             #     claims from the back, starts at the
+                             #     layer's first rows, not beside the small
+                             #     layers the master updates at that moment
+                             #     (its prefetcher ran into their cache
+                             #     lines: the master's 128x10 update took
+                             #     1.4-2.0 us, not 0.4-0.6; float64 B=1,
+                             #     2 threads)
     gather_early=1,          # ... the team gathers the next batch while
                              #     the master runs the small layers (0: the
                              #     update tasks gather it, each its columns)
@@ -158,7 +167,7 @@ def set_tuning(**knobs):
         if key not in _TUNING:
             raise KeyError(f"unknown tuning knob {key!r}")
         least = 0 if key in ("probe_rows", "wake_guard", "gather_early", "gather_ahead",
-                            "master_tail", "taper_one") else 1
+                            "master_tail", "taper_one", "reverse_last") else 1
         if int(value) < least:
             raise ValueError(f"tuning knob {key!r} must be >= {least}")
         _TUNING[key] = int(value)
@@ -1264,6 +1273,7 @@ cdef class Engine:
     cdef object _layer_first_task, _layer_n_tasks
     cdef Py_ssize_t _task_weights
     cdef bint _task_taper
+    cdef Py_ssize_t _task_reverse
     cdef object _act_off, _delta_off
     cdef object _ws, _slice_loss, _task_sumsq
     cdef Py_ssize_t _ws_rows, _ws_threads, _ws_groups
@@ -1291,6 +1301,7 @@ cdef class Engine:
 
         self._task_weights = 0
         self._task_taper = False
+        self._task_reverse = -1
         self._ws = None
         self._ws_rows = 0
         self._ws_threads = 0
@@ -1298,12 +1309,15 @@ cdef class Engine:
         self._row_ns = 0.0
         self._row_ns_batch = 0
 
-    cdef void _build_tasks(self, Py_ssize_t task_weights, bint taper) except *:
+    cdef void _build_tasks(self, Py_ssize_t task_weights, bint taper,
+                           Py_ssize_t reverse_layer) except *:
         """Phase 2 tasks: blocks of about task_weights weights (whole rows of
         one W), then one task per layer for its intercepts.  Larger blocks
         for BLAS batches (fewer, better-shaped products), smaller for the
         fused small-batch path (finer sharing between threads).  `taper`:
-        blocks shrink from both ends towards the middle (see taper_rows)."""
+        blocks shrink from both ends towards the middle (see taper_rows).
+        Layer `reverse_layer`'s blocks are listed last rows first (see the
+        knob reverse_last)."""
         units = self.units
         layer, row0, row1 = [], [], []
         for i in range(len(units) - 1):
@@ -1316,13 +1330,18 @@ cdef class Engine:
             else:
                 sizes = [block] * n_blocks
             f0 = 0
+            blocks = []
             for size in sizes:
                 if f0 >= fan_in:
                     break
-                layer.append(i)
-                row0.append(f0)
-                row1.append(min(f0 + size, fan_in))
+                blocks.append((f0, min(f0 + size, fan_in)))
                 f0 += size
+            if i == reverse_layer:
+                blocks.reverse()
+            for b0, b1 in blocks:
+                layer.append(i)
+                row0.append(b0)
+                row1.append(b1)
         for i in range(len(units) - 1):
             layer.append(i)
             row0.append(-1)
@@ -1339,12 +1358,21 @@ cdef class Engine:
             [[0], np.cumsum(self._layer_n_tasks)[:-1]]).astype(np.intp)
         self._task_weights = task_weights
         self._task_taper = taper
+        self._task_reverse = reverse_layer
         self._ws = None   # the gradient blocks may have changed size
 
     @property
     def workspace_nbytes(self):
         """Bytes of scratch held for the largest batch seen so far."""
         return 0 if self._ws is None else int(self._ws.nbytes + self._slice_loss.nbytes)
+
+    def task_blocks(self):
+        """Phase 2's weight blocks as the team claims them (diagnostics and
+        tests): (layer, first row, end row) in task order, for the batch
+        size of the last call."""
+        return [(int(i), int(r0), int(r1))
+                for i, r0, r1 in zip(self._task_layer, self._task_row0, self._task_row1)
+                if r0 >= 0]
 
     def adapt_stats(self):
         """How the small-batch team/solo probes went (see adapt_probe):
@@ -1373,8 +1401,17 @@ cdef class Engine:
         else:
             task_weights = _TUNING["task_weights_huge"]
         taper = rows == 1 and _TUNING["taper_one"]
-        if task_weights != self._task_weights or taper != self._task_taper:
-            self._build_tasks(task_weights, taper)
+        # small batches: the master updates the layers after the leading run
+        # of big ones (lead_tasks); list the last big layer's blocks from its
+        # end (reverse_last)
+        reverse_layer = -1
+        if rows <= _TUNING["split_rows"] and _TUNING["master_tail"] and _TUNING["reverse_last"]:
+            while (reverse_layer + 1 < L and units[reverse_layer + 1] * units[reverse_layer + 2]
+                   >= _TUNING["split_min_weights"]):
+                reverse_layer += 1
+        if (task_weights != self._task_weights or taper != self._task_taper
+                or reverse_layer != self._task_reverse):
+            self._build_tasks(task_weights, taper, reverse_layer)
         # gradient buffers for slice groups (accumulate_slice), unless they
         # would be huge: then large batches take the phase-2 products
         itemsize = np.dtype(dtype).itemsize
