@@ -3,7 +3,7 @@ on one network, batch size and thread count, without the estimator around it
 (no input checks, no initialisation, no pause before the epoch).
 
     python benches/engine_loop.py float64 32 2
-    python benches/engine_loop.py float32 1 2 --epochs 2 --tune task_bytes_one=32768
+    python benches/engine_loop.py float32 1 2 --epochs 2 --tune task_weights_one=8192
     python benches/engine_loop.py float64 32 2 --rows 10000 --epochs 32 --ab gather_early=0,1
 
 This is how changes to the engine are judged on the shared build machine,

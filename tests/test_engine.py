@@ -61,7 +61,7 @@ def test_threads_forced_on_tiny_work_still_bitwise_identical(tuning, batch_size,
     # threads split even the smallest batches: the partition into slices and
     # tasks must still not depend on the thread count
     tuning(parallel_min_work=1, slice_rows=16, task_weights=512, task_bytes_small=1024,
-           task_bytes_one=1024,
+           task_weights_one=128,
            **SPLITS[split])
     one = _fit(1, batch_size, shuffle=shuffle)
     two = _fit(2, batch_size, shuffle=shuffle)
@@ -305,7 +305,7 @@ def test_last_big_layer_listed_from_its_end_changes_only_rounding(tuning, batch_
     # updates; the numbers are those of 1 thread, and the blocks' sum of
     # partials is only added in another order
     tuning(split_min_weights=8192, parallel_min_work=1, wake_guard=0, probe_rows=0,
-           task_bytes_one=4096, task_bytes_small=4096)
+           task_weights_one=512, task_bytes_small=4096)
     alone = _fit(1, batch_size)
     team = _fit(2, batch_size)
     _assert_bitwise_equal(team, alone)
@@ -334,12 +334,12 @@ def test_taper_rows_cover_the_rows_largest_at_the_ends(n, block, least):
 
 
 def test_batches_of_one_row_use_tapered_blocks(tuning):
-    # B=1 on 2 threads with tapered blocks (task_bytes_one small enough for
+    # B=1 on 2 threads with tapered blocks (task_weights_one small enough for
     # many blocks on the digits network) gives the numbers of 1 thread.  The
     # blocks differ from equal ones, and so does the rounding of the
     # layer's sum of block partials: the first epoch agrees to rounding,
     # and later ones drift apart (B=1 at this rate amplifies any rounding)
-    tuning(task_bytes_one=2048, split_min_weights=8192, wake_guard=0, probe_rows=0)
+    tuning(task_weights_one=256, split_min_weights=8192, wake_guard=0, probe_rows=0)
     alone = _fit(1, 1)
     team = _fit(2, 1)
     _assert_bitwise_equal(team, alone)

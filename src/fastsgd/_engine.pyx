@@ -93,9 +93,12 @@ cdef dict _TUNING = dict(
     task_bytes_small=32768,  # ... on the weight-split small-batch path, in
                              #     bytes: a block of weights and velocities
                              #     stays in L1 (float32 8192, float64 4096)
-    task_bytes_one=65536,    # ... for batches of one row: fewer, larger
-                             #     tasks, as each claim costs a cache-line
-                             #     transfer (B=1 float32 2 threads +6%)
+    task_weights_one=16384,  # ... for batches of one row: fewer, larger
+                             #     tasks (128 rows of a 128-wide layer), as
+                             #     each claim costs a cache-line transfer
+                             #     (2 threads: float32 +6% against 64 rows;
+                             #     float64 +2-9% against 64 rows, -11%
+                             #     with 256)
     taper_one=1,             # ... in blocks that shrink towards the middle,
                              #     which the team claims last (taper_rows):
                              #     the master's wait for its teammate's last
@@ -1393,7 +1396,7 @@ cdef class Engine:
         cdef Py_ssize_t L = len(self.units) - 1, off = 0, i, gbuf, n_slices, buf_rows
         cdef Py_ssize_t[::1] units = self.units
         if rows == 1:
-            task_weights = max(1, _TUNING["task_bytes_one"] // np.dtype(dtype).itemsize)
+            task_weights = _TUNING["task_weights_one"]
         elif rows <= _TUNING["split_rows"]:
             task_weights = max(1, _TUNING["task_bytes_small"] // np.dtype(dtype).itemsize)
         elif rows <= _TUNING["huge_rows"]:
