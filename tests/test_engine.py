@@ -60,7 +60,7 @@ def test_threads_forced_on_tiny_work_still_bitwise_identical(tuning, batch_size,
                                                              split):
     # threads split even the smallest batches: the partition into slices and
     # tasks must still not depend on the thread count
-    tuning(parallel_min_work=1, slice_rows=16, task_weights=512, task_bytes_small=1024,
+    tuning(parallel_min_work=1, slice_rows=16, task_weights=512, task_weights_small=128,
            task_weights_one=128,
            **SPLITS[split])
     one = _fit(1, batch_size, shuffle=shuffle)
@@ -305,7 +305,7 @@ def test_last_big_layer_listed_from_its_end_changes_only_rounding(tuning, batch_
     # updates; the numbers are those of 1 thread, and the blocks' sum of
     # partials is only added in another order
     tuning(split_min_weights=8192, parallel_min_work=1, wake_guard=0, probe_rows=0,
-           task_weights_one=512, task_bytes_small=4096)
+           task_weights_one=512, task_weights_small=512)
     alone = _fit(1, batch_size)
     team = _fit(2, batch_size)
     _assert_bitwise_equal(team, alone)

@@ -90,9 +90,11 @@ cdef dict _TUNING = dict(
                              #     threads: 256 rows 331-351k rows/s, 512
                              #     312-329k; float32 512 as good or better)
     task_weights=8192,       # phase 2: weights per task (about), BLAS batches
-    task_bytes_small=32768,  # ... on the weight-split small-batch path, in
-                             #     bytes: a block of weights and velocities
-                             #     stays in L1 (float32 8192, float64 4096)
+    task_weights_small=8192, # ... on the weight-split small-batch path (64
+                             #     rows of a 128-wide layer; 2 threads,
+                             #     float64 against 32 rows, the old L1-sized
+                             #     blocks: B=8 +4-6%, B=32 +1-4%, B=4 and
+                             #     16 -1..+1.5%; float32's blocks unchanged)
     task_weights_one=16384,  # ... for batches of one row: fewer, larger
                              #     tasks (128 rows of a 128-wide layer), as
                              #     each claim costs a cache-line transfer
@@ -1398,7 +1400,7 @@ cdef class Engine:
         if rows == 1:
             task_weights = _TUNING["task_weights_one"]
         elif rows <= _TUNING["split_rows"]:
-            task_weights = max(1, _TUNING["task_bytes_small"] // np.dtype(dtype).itemsize)
+            task_weights = _TUNING["task_weights_small"]
         elif rows <= _TUNING["huge_rows"]:
             task_weights = _TUNING["task_weights"]
         else:
