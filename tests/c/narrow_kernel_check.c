@@ -1,7 +1,7 @@
-/* The one-row update kernels of csrc/ against a plain scalar loop, for
+/* The small-batch update kernels of csrc/ against a plain scalar loop, for
  * layer widths that take the narrow-layer kernel (H under four vectors)
  * and widths that do not, odd row ranges included (remainder rows, and
- * the last group's copied inputs).  tests/test_kernels_c.py compiles it
+ * the last group's copied inputs): one row, and batches of several rows.  tests/test_kernels_c.py compiles it
  * for every instruction set the package ships (the engine's own tests
  * only run the one this CPU picks). */
 #include <stdio.h>
@@ -39,6 +39,41 @@ static double ref(real *w, real *v, const real *a, const real *d, long f0, long 
     }
     return s;
 }
+/* reference for batches of B rows (a (B, F), d (B, H)): outer_block's step */
+static double ref_rows(real *w, real *v, const real *a, long F, const real *d, long B, long f0,
+                       long f1, long H, real alpha, real inv_m, real lr, real mu, int nest) {
+    double s = 0;
+    for (long f = f0; f < f1; f++) for (long c = 0; c < H; c++) {
+        real g = 0;
+        for (long b = 0; b < B; b++) g += a[b*F+f]*d[b*H+c];
+        real wi = w[f*H+c]; s += (double)wi*wi;
+        real gi = (g + alpha*wi)*inv_m;
+        real vi = mu*v[f*H+c] - lr*gi;
+        v[f*H+c] = vi; w[f*H+c] = nest ? wi + (mu*vi - lr*gi) : wi + vi;
+    }
+    return s;
+}
+/* fsg_outer_update on batches of several rows against ref_rows */
+static int check_rows(void) {
+    long Hs[] = {1, 3, 7, 10, 12, 16, 20, 40}, Bs[] = {2, 3, 5, 8, 32}; int bad = 0;
+    for (int hi = 0; hi < 8; hi++) for (int bi = 0; bi < 5; bi++) for (int nest = 0; nest < 2; nest++)
+    for (long f1 = 1; f1 < 40; f1 += 5) {
+        long H = Hs[hi], B = Bs[bi], F = 40, f0 = f1 > 5 ? 3 : 0;
+        real *w = malloc(sizeof(real)*F*H), *v = malloc(sizeof(real)*F*H), *w2 = malloc(sizeof(real)*F*H),
+             *v2 = malloc(sizeof(real)*F*H), *a = malloc(sizeof(real)*B*F), *d = malloc(sizeof(real)*B*H),
+             *scr = malloc(sizeof(real)*F*H);
+        for (long i = 0; i < F*H; i++) { w[i] = w2[i] = sin(i*0.7); v[i] = v2[i] = cos(i*1.3)*0.1; }
+        for (long i = 0; i < B*F; i++) a[i] = i % 7 == 0 ? 0 : sin(i*2.1);
+        for (long i = 0; i < B*H; i++) d[i] = sin(i*0.37+1);
+        double s1 = SFX(fsg_outer_update)(w, v, a, F, d, B, f0, f1, H, 1e-2, 1.0/B, 0.1, 0.9, nest, scr);
+        double s2 = ref_rows(w2, v2, a, F, d, B, f0, f1, H, 1e-2, 1.0/B, 0.1, 0.9, nest);
+        double e = fabs(s1 - s2) / (fabs(s2) + 1e-300);
+        for (long i = 0; i < F*H; i++) { e = fmax(e, fabs(w[i]-w2[i])); e = fmax(e, fabs(v[i]-v2[i])); }
+        if (!(e <= TOL * B)) { printf("rows: H=%ld B=%ld f0=%ld f1=%ld nest=%d err %g\n", H, B, f0, f1, nest, e); bad++; }
+        free(w); free(v); free(w2); free(v2); free(a); free(d); free(scr);
+    }
+    return bad;
+}
 int main(void) {
     long Hs[] = {1, 2, 3, 5, 7, 10, 12, 16, 20, 24, 31, 40, 64}; int bad = 0;
     for (int hi = 0; hi < 13; hi++) for (int nest = 0; nest < 2; nest++) for (long f1 = 1; f1 < 40; f1 += 3) {
@@ -63,6 +98,7 @@ int main(void) {
         if (!(e <= TOL)) { printf("H=%ld f0=%ld f1=%ld nest=%d err %g\n", H, f0, f1, nest, e); bad++; }
         free(w); free(v); free(w2); free(v2);
     }
+    bad += check_rows();
     printf("narrow ok %d, mismatches %d\n", SFX(fsg_narrow_ok)(10), bad);
     return bad != 0;
 }
