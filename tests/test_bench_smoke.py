@@ -162,4 +162,6 @@ def test_kernel_floor_script_runs(tmp_path):
     rows = [line.split() for line in proc.stdout.splitlines()[2:]]
     assert [(r[0], r[1]) for r in rows] == [("float32", "1"), ("float32", "3"),
                                             ("float64", "1"), ("float64", "3")]
-    assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)
+    # step, stream, and both threads together (gcc has OpenMP), then the ceiling
+    assert all(float(r[2]) > 0 and float(r[3]) > 0 and float(r[4]) > 0 for r in rows)
+    assert all(r[5].endswith("k") for r in rows)
