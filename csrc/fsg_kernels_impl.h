@@ -714,6 +714,44 @@ FSG_HOT void FN(fsg_small_matmul_bt)(T *FSG_RESTRICT out, fsg_idx ldo,
                                      const T *FSG_RESTRICT d,
                                      const T *FSG_RESTRICT w, fsg_idx B,
                                      fsg_idx F, fsg_idx H) {
+    if (H < 2 * VL && B > 1) {
+        /* rows narrower than two vectors, several batch rows: VL rows of w
+         * at a time turned into H column vectors once (tile), shared by
+         * every batch row; each output vector is then H multiply-adds of a
+         * broadcast delta, in the order of the one-row loop below.  Two
+         * batch rows at a time keep two chains busy */
+        T tile[2 * VL][VL];
+        fsg_idx f = 0;
+        for (; f + VL <= F; f += VL) {
+            for (fsg_idx h = 0; h < H; h++)
+                for (int k = 0; k < VL; k++) tile[h][k] = w[(f + k) * H + h];
+            fsg_idx b = 0;
+            for (; b + 2 <= B; b += 2) {
+                const T *FSG_RESTRICT d0 = d + b * H, *FSG_RESTRICT d1 = d0 + H;
+                V s0 = FSG_VZERO, s1 = FSG_VZERO;
+                for (fsg_idx h = 0; h < H; h++) {
+                    const V t = FN(vload)(tile[h]);
+                    s0 += FN(vset1)(d0[h]) * t;
+                    s1 += FN(vset1)(d1[h]) * t;
+                }
+                FN(vstore)(out + b * ldo + f, s0);
+                FN(vstore)(out + (b + 1) * ldo + f, s1);
+            }
+            if (b < B) {
+                const T *FSG_RESTRICT d0 = d + b * H;
+                V s0 = FSG_VZERO;
+                for (fsg_idx h = 0; h < H; h++) s0 += FN(vset1)(d0[h]) * FN(vload)(tile[h]);
+                FN(vstore)(out + b * ldo + f, s0);
+            }
+        }
+        for (; f < F; f++)
+            for (fsg_idx b = 0; b < B; b++) {
+                T s = 0;
+                for (fsg_idx h = 0; h < H; h++) s += d[b * H + h] * w[f * H + h];
+                out[b * ldo + f] = s;
+            }
+        return;
+    }
     if (H < 2 * VL) {
         /* rows narrower than two vectors (a 10-class output layer): a vector
          * reduction per output costs more than the products; eight outputs

@@ -1,8 +1,9 @@
-"""The one-row update kernels of csrc/ for every instruction set the
-package ships.  The engine's tests run only the variant this CPU picks at
-import; tests/c/narrow_kernel_check.c checks the narrow-layer kernel (and
-the wide one beside it) against a scalar loop, compiled here as the
-baseline x86-64 build, the AVX2+FMA build and the multi-versioned build."""
+"""The small-batch kernels of csrc/ for every instruction set the package
+ships.  The engine's tests run only the variant this CPU picks at import;
+tests/c/narrow_kernel_check.c checks the update kernels (narrow-layer and
+wide, one row and several) and small_matmul_bt against scalar loops,
+compiled here as the baseline x86-64 build, the AVX2+FMA build and the
+multi-versioned build."""
 
 import platform
 import shutil
@@ -46,7 +47,7 @@ def kernels(request, tmp_path_factory):
 
 
 @pytest.mark.parametrize("real", ["double", "float"])
-def test_one_row_kernels_match_a_scalar_loop(tmp_path, kernels, real):
+def test_small_batch_kernels_match_a_scalar_loop(tmp_path, kernels, real):
     cc, variant, obj = kernels
     exe = tmp_path / "check"
     subprocess.run([cc, "-O2", "-Wno-psabi", f"-DREAL={real}", *VARIANTS[variant],

@@ -74,6 +74,27 @@ static int check_rows(void) {
     }
     return bad;
 }
+/* fsg_small_matmul_bt (out (B, F) rows ldo apart <- d (B, H) @ w (F, H)^T)
+ * against a scalar loop: one row and several, narrow rows and wide */
+static int check_matmul_bt(void) {
+    long Hs[] = {1, 3, 10, 12, 20, 31, 40}, Bs[] = {1, 2, 3, 8, 32}; int bad = 0;
+    for (int hi = 0; hi < 7; hi++) for (int bi = 0; bi < 5; bi++) for (long F = 1; F < 40; F += 6) {
+        long H = Hs[hi], B = Bs[bi], ldo = F + 3;
+        real *w = malloc(sizeof(real)*F*H), *d = malloc(sizeof(real)*B*H), *o = malloc(sizeof(real)*B*ldo);
+        for (long i = 0; i < F*H; i++) w[i] = sin(i*0.7);
+        for (long i = 0; i < B*H; i++) d[i] = cos(i*0.37);
+        SFX(fsg_small_matmul_bt)(o, ldo, d, w, B, F, H);
+        double e = 0;
+        for (long b = 0; b < B; b++) for (long f = 0; f < F; f++) {
+            double s = 0;
+            for (long h = 0; h < H; h++) s += (double)d[b*H+h]*w[f*H+h];
+            e = fmax(e, fabs(o[b*ldo+f] - s));
+        }
+        if (!(e <= TOL * H)) { printf("matmul_bt: H=%ld B=%ld F=%ld err %g\n", H, B, F, e); bad++; }
+        free(w); free(d); free(o);
+    }
+    return bad;
+}
 int main(void) {
     long Hs[] = {1, 2, 3, 5, 7, 10, 12, 16, 20, 24, 31, 40, 64}; int bad = 0;
     for (int hi = 0; hi < 13; hi++) for (int nest = 0; nest < 2; nest++) for (long f1 = 1; f1 < 40; f1 += 3) {
@@ -99,6 +120,7 @@ int main(void) {
         free(w); free(v); free(w2); free(v2);
     }
     bad += check_rows();
+    bad += check_matmul_bt();
     printf("narrow ok %d, mismatches %d\n", SFX(fsg_narrow_ok)(10), bad);
     return bad != 0;
 }
