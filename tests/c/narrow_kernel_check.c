@@ -95,6 +95,27 @@ static int check_matmul_bt(void) {
     }
     return bad;
 }
+/* fsg_small_matmul (out (B, H) <- a (B, F) @ w (F, H)) against a scalar
+ * loop: one row and three, widths with and without remainder columns */
+static int check_matmul(void) {
+    long Hs[] = {1, 3, 10, 12, 20, 31, 40, 64}, Bs[] = {1, 3}; int bad = 0;
+    for (int hi = 0; hi < 8; hi++) for (int bi = 0; bi < 2; bi++) for (long F = 1; F < 60; F += 7) {
+        long H = Hs[hi], B = Bs[bi];
+        real *w = malloc(sizeof(real)*F*H), *a = malloc(sizeof(real)*B*F), *o = malloc(sizeof(real)*B*H);
+        for (long i = 0; i < F*H; i++) w[i] = sin(i*0.7);
+        for (long i = 0; i < B*F; i++) a[i] = cos(i*0.37);
+        SFX(fsg_small_matmul)(o, a, F, w, B, F, H);
+        double e = 0;
+        for (long b = 0; b < B; b++) for (long c = 0; c < H; c++) {
+            double s = 0;
+            for (long f = 0; f < F; f++) s += (double)a[b*F+f]*w[f*H+c];
+            e = fmax(e, fabs(o[b*H+c] - s));
+        }
+        if (!(e <= TOL * F)) { printf("matmul: H=%ld B=%ld F=%ld err %g\n", H, B, F, e); bad++; }
+        free(w); free(a); free(o);
+    }
+    return bad;
+}
 int main(void) {
     long Hs[] = {1, 2, 3, 5, 7, 10, 12, 16, 20, 24, 31, 40, 64}; int bad = 0;
     for (int hi = 0; hi < 13; hi++) for (int nest = 0; nest < 2; nest++) for (long f1 = 1; f1 < 40; f1 += 3) {
@@ -121,6 +142,7 @@ int main(void) {
     }
     bad += check_rows();
     bad += check_matmul_bt();
+    bad += check_matmul();
     printf("narrow ok %d, mismatches %d\n", SFX(fsg_narrow_ok)(10), bad);
     return bad != 0;
 }
