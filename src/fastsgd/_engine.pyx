@@ -113,6 +113,8 @@ cdef dict _TUNING = dict(
                              #     buffers (see accumulate_slice) of at most
     group_mib=256,           #     group_mib MiB in all, else phase 2 products
     small_rows=1,            # products with up to this many rows skip BLAS
+                             #     (so do a narrow layer's deltas back, up
+                             #     to 64 rows: see matmul_bt)
     fused_rows=8,            # batches up to this many rows fuse the gradient
                              #     into the update (layers >= one vector wide);
                              #     on AMD Zen 4 (OpenBLAS's SkylakeX kernels
