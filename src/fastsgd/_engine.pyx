@@ -1377,6 +1377,15 @@ cdef class Engine:
         """Bytes of scratch held for the largest batch seen so far."""
         return 0 if self._ws is None else int(self._ws.nbytes + self._slice_loss.nbytes)
 
+    cdef Py_ssize_t _n_leading_split(self):
+        """How many layers from the first on have at least split_min_weights
+        weights: small batches split them by weights, and with master_tail
+        the team updates them (lead_tasks) while the master does the rest."""
+        cdef Py_ssize_t n = 0, L = len(self.units) - 1
+        while n < L and self.units[n] * self.units[n + 1] >= _TUNING["split_min_weights"]:
+            n += 1
+        return n
+
     def task_blocks(self):
         """Phase 2's weight blocks as the team claims them (diagnostics and
         tests): (layer, first row, end row) in task order, for the batch
@@ -1417,9 +1426,7 @@ cdef class Engine:
         # end (reverse_last)
         reverse_layer = -1
         if rows <= _TUNING["split_rows"] and _TUNING["master_tail"] and _TUNING["reverse_last"]:
-            while (reverse_layer + 1 < L and units[reverse_layer + 1] * units[reverse_layer + 2]
-                   >= _TUNING["split_min_weights"]):
-                reverse_layer += 1
+            reverse_layer = self._n_leading_split() - 1
         if (task_weights != self._task_weights or taper != self._task_taper
                 or reverse_layer != self._task_reverse):
             self._build_tasks(task_weights, taper, reverse_layer)
@@ -1629,10 +1636,8 @@ cdef class Engine:
             for i in range(1, L))
         self._plan.lead_tasks = 0
         if _TUNING["master_tail"]:
-            i = 0
-            while i < L and self.units[i] * self.units[i + 1] >= self._plan.split_min_weights:
+            for i in range(self._n_leading_split()):
                 self._plan.lead_tasks += self._layer_n_tasks[i]
-                i += 1
         self._x_bad = 0
         self._plan.x_bad = &self._x_bad
         self._plan.check_x = check_x
