@@ -5,6 +5,7 @@ on one network, batch size and thread count, without the estimator around it
     python benches/engine_loop.py float64 32 2
     python benches/engine_loop.py float32 1 2 --epochs 2 --tune task_weights_one=8192
     python benches/engine_loop.py float64 32 2 --rows 10000 --epochs 32 --ab gather_early=0,1
+    python benches/engine_loop.py float32 8 2 --ab fused_rows=8,16 --ab task_weights_small=8192,4096
 
 This is how changes to the engine are judged on the shared build machine,
 where 2-thread speed swings by up to 30% for minutes at a time.  Best, when
@@ -39,18 +40,22 @@ def main():
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs, one line each")
     parser.add_argument("--tune", action="append", default=[], metavar="KNOB=VALUE",
                         help="an engine tuning knob (see fastsgd._engine.get_tuning())")
-    parser.add_argument("--ab", metavar="KNOB=A,B",
+    parser.add_argument("--ab", action="append", default=[], metavar="KNOB=A,B",
                         help="alternate the knob between A and B, epoch by epoch; --epochs "
-                        "counts both (an untimed first epoch warms up)")
+                        "counts both (an untimed first epoch warms up); repeat --ab to "
+                        "switch several knobs together (settings A against settings B)")
     args = parser.parse_args()
     _engine.set_tuning(**{k: int(v) for k, v in (t.split("=") for t in args.tune)})
     settings = [None]
     if args.ab:
-        knob, values = args.ab.split("=")
-        settings = [{knob: int(v)} for v in values.split(",")]
-        if len(settings) != 2:
-            parser.error("--ab takes two values: KNOB=A,B")
-
+        settings = [{}, {}]
+        for spec in args.ab:
+            knob, values = spec.split("=")
+            values = values.split(",")
+            if len(values) != 2:
+                parser.error("--ab takes two values: KNOB=A,B")
+            for setting, value in zip(settings, values):
+                setting[knob] = int(value)
     dtype = np.dtype(args.dtype)
     rng = np.random.RandomState(0)
     X = rng.standard_normal((args.rows, 784)).astype(dtype)
@@ -86,7 +91,7 @@ def main():
                 rate[i] = epoch()
                 rates[i].append(rate[i])
             ratios.append(rate[1] / rate[0])
-            print(f"{label}: {args.ab.split('=')[0]} {rate[0] / 1e3:.0f}k / "
+            print(f"{label}: {'+'.join(settings[0])} {rate[0] / 1e3:.0f}k / "
                   f"{rate[1] / 1e3:.0f}k rows/s", flush=True)
         a, b = (statistics.median(r) / 1e3 for r in rates)
         print(f"{label}: median {a:.0f}k vs {b:.0f}k rows/s; B/A per pair: median "

@@ -153,6 +153,20 @@ def test_engine_loop_script_compares_two_knob_values(tmp_path):
     assert re.search(r"B/A per pair: median \d\.\d{3}", lines[-1])
 
 
+def test_engine_loop_script_switches_several_knobs_together(tmp_path):
+    script = REPO / "benches" / "engine_loop.py"
+    if not script.is_file():
+        pytest.skip("benches/ is not shipped here")
+    proc = _run([str(script), "float32", "8", "2", "--rows", "400", "--epochs", "2",
+                 "--ab", "gather_early=0,1", "--ab", "sum_rows=2,4"], tmp_path, 60)
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and "gather_early+sum_rows" in lines[0]
+    bad = subprocess.run([sys.executable, str(script), "float32", "8", "2", "--ab",
+                          "sum_rows=2"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode != 0 and "two values" in bad.stderr
+
+
 def test_kernel_floor_script_runs(tmp_path):
     script = REPO / "benches" / "kernel_floor.py"
     if not script.is_file():
