@@ -16,7 +16,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import validate_data
 from threadpoolctl import threadpool_info
 
-from fastsgd import MLPClassifier, MLPRegressor, _threads
+from fastsgd import MLPClassifier, MLPRegressor, _snapshots, _threads
 from fastsgd._validation import validate_X, validate_X_y
 
 RNG = np.random.RandomState(0)
@@ -300,3 +300,55 @@ def test_unique_int_labels_is_np_unique(y):
     np.testing.assert_array_equal(classes, ref_classes)
     assert classes.dtype == ref_classes.dtype
     np.testing.assert_array_equal(index, ref_index.reshape(-1))
+
+
+# ------------------------------------------------------ kept snapshot memory
+def test_fits_reuse_the_snapshot_memory_and_never_share_it_with_a_model():
+    _snapshots.forget()
+    kw = dict(hidden_layer_sizes=(7,), max_iter=3, random_state=0)
+    first = MLPClassifier(**kw).fit(X, Y_CLASS)
+    kept = list(_snapshots._kept)
+    # the epoch snapshots (weights, velocities) are kept after the fit
+    assert len(kept) == 2 and all(a.shape == first._params.shape for a in kept)
+    second = MLPClassifier(**kw).fit(X, Y_CLASS)
+    # ... and the next fit of that size takes the same arrays again
+    assert {id(a) for a in _snapshots._kept} == {id(a) for a in kept}
+    for est in (first, second):
+        for a in _snapshots._kept:
+            assert not np.shares_memory(a, est._params)
+            assert not np.shares_memory(a, est._optimizer.velocity)
+    np.testing.assert_array_equal(first._params, second._params)
+
+
+def test_interleaved_estimators_train_as_each_alone():
+    # every call hands its copies back for the next: were one still in use
+    # (or shared with a model), interleaving would mix the streams up
+    chunks = _chunks(X, Y_CLASS)
+    kw = dict(hidden_layer_sizes=(7,), random_state=0)
+    alone = [_stream(MLPClassifier(**kw, momentum=m), chunks, classes=[0, 1, 2])
+             for m in (0.9, 0.5)]
+    a, b = MLPClassifier(**kw, momentum=0.9), MLPClassifier(**kw, momentum=0.5)
+    together = ([], [])
+    for i, (Xc, yc) in enumerate(chunks):
+        for est, out in zip((a, b), together):
+            est.partial_fit(Xc, yc, **({"classes": [0, 1, 2]} if i == 0 else {}))
+            out.append(est._params.copy())
+        if i % 3 == 0:   # a whole fit in between, of the same size, takes
+            with warnings.catch_warnings():       # and gives back too
+                warnings.simplefilter("ignore")
+                MLPClassifier(**kw, max_iter=2).fit(Xc, yc)
+    for got, want in zip(together, alone):
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w, strict=True)
+
+
+def test_only_small_snapshots_are_kept_and_only_a_few():
+    _snapshots.forget()
+    small = [np.zeros(10) for _ in range(_snapshots.MAX_KEPT + 2)]
+    _snapshots.give_back(np.zeros(_snapshots.KEEP_BYTES // 8 + 1), None, *small)
+    assert [id(a) for a in _snapshots._kept] == [id(a) for a in small[-_snapshots.MAX_KEPT:]]
+    src = np.arange(10.0)
+    got = _snapshots.copy_of(src)
+    assert got is small[-1] and np.array_equal(got, src)
+    assert _snapshots.copy_of(np.arange(3.0)).base is None   # no kept one fits: a new copy
+    _snapshots.forget()

@@ -21,7 +21,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight
 
-from fastsgd import _engine
+from fastsgd import _engine, _snapshots
 from fastsgd._optimizer import SGDOptimizer
 from fastsgd._params import ACTIVATION_CODES, OUTPUT_CODES, ParamLayout
 from fastsgd._threads import effective_n_threads, single_threaded_blas
@@ -82,7 +82,7 @@ class _Checkpoint:
         for arr in (est.__dict__.get("_params"),
                     getattr(est.__dict__.get("_optimizer"), "velocity", None)):
             if arr is not None:
-                self.arrays.append((arr, arr.copy()))
+                self.arrays.append((arr, _snapshots.copy_of(arr)))
         opt = est.__dict__.get("_optimizer")
         self.learning_rate = None if opt is None else (opt, opt.learning_rate)
         self.lists = [(lst, len(lst)) for lst in
@@ -92,6 +92,11 @@ class _Checkpoint:
     def saved_copy(self, arr):
         """The copy of `arr` taken at the start of the call, or None."""
         return next((saved for a, saved in self.arrays if a is arr), None)
+
+    def release(self):
+        """The call is over: its copies may serve the next call."""
+        _snapshots.give_back(*(saved for _, saved in self.arrays))
+        self.arrays = []
 
     def restore(self, est):
         est.__dict__.clear()
@@ -243,7 +248,10 @@ class BaseSGDMLP(BaseEstimator, ABC):
         layout = ParamLayout(units)
         self._params = layout.glorot_init(random_state, self.activation, dtype)
         self._bind_views()
-        self._best_params = self._params.copy()
+        # early stopping snapshots the weights at each better validation
+        # score (scikit-learn's _best_coefs); until then the "best" weights
+        # are the live ones (no copy: it would be fresh memory, page faults)
+        self._best_params = self._params
         self.loss_curve_ = []
         self._no_improvement_count = 0
         if self.early_stopping:
@@ -258,23 +266,26 @@ class BaseSGDMLP(BaseEstimator, ABC):
     def _fit(self, X, y, sample_weight=None, incremental=False):
         checkpoint = _Checkpoint(self)
         try:
-            plan = self._prepare(X, y, sample_weight, incremental)
-        except BaseException:
-            checkpoint.restore(self)
-            raise
-        try:
-            self._fit_stochastic(*plan, incremental=incremental, checkpoint=checkpoint)
-        except _NonFiniteX as bad:
-            # the first epoch found it (see _x_check_in_first_epoch): put
-            # everything back, then scikit-learn's check words the error
-            checkpoint.restore(self)
-            assert_all_finite(bad.X, 1, type(self).__name__)
-            raise ValueError("Input X contains NaN or infinity.") from None
-        except Exception:
-            if incremental:
-                # a partial_fit that fails leaves the model exactly as it was
+            try:
+                plan = self._prepare(X, y, sample_weight, incremental)
+            except BaseException:
                 checkpoint.restore(self)
-            raise
+                raise
+            try:
+                self._fit_stochastic(*plan, incremental=incremental, checkpoint=checkpoint)
+            except _NonFiniteX as bad:
+                # the first epoch found it (see _x_check_in_first_epoch): put
+                # everything back, then scikit-learn's check words the error
+                checkpoint.restore(self)
+                assert_all_finite(bad.X, 1, type(self).__name__)
+                raise ValueError("Input X contains NaN or infinity.") from None
+            except Exception:
+                if incremental:
+                    # a partial_fit that fails leaves the model exactly as it was
+                    checkpoint.restore(self)
+                raise
+        finally:
+            checkpoint.release()
         return self
 
     def _prepare(self, X, y, sample_weight, incremental):
@@ -428,6 +439,9 @@ class BaseSGDMLP(BaseEstimator, ABC):
             before = (checkpoint.saved_copy(params), checkpoint.saved_copy(velocity))
             if before[0] is None or before[1] is None:
                 before = None
+        # else one pair of copies for the whole call, refreshed before each
+        # epoch (a diverging epoch puts the weights back from them)
+        snapshot = None
         empty_sw = np.empty(0, dtype=params.dtype)
         sw = empty_sw if sample_weight is None else sample_weight
         contiguous = np.empty(0, dtype=np.int64)
@@ -451,6 +465,13 @@ class BaseSGDMLP(BaseEstimator, ABC):
                     # one batch of every row: its order only reorders the
                     # sums (rounding), so X is used in place, not copied
                     order = contiguous
+                if before is None or snapshot is not None:
+                    if snapshot is None:
+                        snapshot = before = (_snapshots.copy_of(params),
+                                             _snapshots.copy_of(velocity))
+                    else:
+                        np.copyto(snapshot[0], params)
+                        np.copyto(snapshot[1], velocity)
                 loss_sum = self._run_epoch(engine, params, velocity, X, Y, sw, order,
                                            batch_size, n_threads, batch_losses, before,
                                            check_x=check_x and self.n_iter_ == 0)
@@ -487,6 +508,9 @@ class BaseSGDMLP(BaseEstimator, ABC):
                         ConvergenceWarning)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
+        finally:
+            if snapshot is not None:
+                _snapshots.give_back(*snapshot)
 
         if engine.workspace_nbytes > _KEEP_ENGINE_BYTES:
             self.__dict__.pop("_engine_cache", None)
