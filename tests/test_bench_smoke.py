@@ -67,6 +67,7 @@ def test_bench_quick(tmp_path):
         assert 0 < row["fraction_of_limit"]["fastsgd"]
         assert row["limit_rows_per_s"] > 0
         assert row["crowded_periods"] >= 0   # (noted in the row when above 0)
+    assert result["thread_speedup"] == []   # one thread count only
     assert [m["dtype"] for m in result["matmul"]] == ["float32"]
     assert result["matmul"][0]["gflops"] > 0
     linear = result["linear"]
@@ -108,6 +109,26 @@ def test_bench_quick(tmp_path):
     assert "machine limit" in proc.stdout
     if any(k in os.environ for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")):
         assert "WARNING" in proc.stdout and "env -u OPENBLAS_CORETYPE" in proc.stdout
+
+
+def test_bench_reports_more_threads_against_one(tmp_path):
+    out = tmp_path / "results"
+    proc = _run(["-m", "fastsgd", "bench", "--batch-sizes", "64,full", "--dtypes", "float64",
+                 "--threads", "1,2", "--rows", "256", "--epochs", "1", "--repeats", "1",
+                 "--no-torch", "--no-linear", "--no-stream", "--out", str(out)], tmp_path, 120)
+    result = json.loads((out / "bench.json").read_text())
+    rate = {(r["threads"], r["batch_label"]): r["frameworks"]["fastsgd"]["rows_per_s"]
+            for r in result["results"]}
+    got = {(s["dtype"], s["threads"], s["batch_label"]): s["speedup"]
+           for s in result["thread_speedup"]}
+    assert set(got) == {("float64", 2, "64"), ("float64", 2, "full")}
+    for (_, threads, batch), speedup in got.items():
+        assert speedup == pytest.approx(rate[threads, batch] / rate[1, batch])
+    assert "--- fastsgd, 2 threads against 1, float64, by batch: 64 " in proc.stdout
+    md = (out / "bench.md").read_text()
+    assert "## fastsgd: more threads against one" in md
+    assert f"| float64 | 2 | {got['float64', 2, '64']:.2f}× | " in md
+    assert len(_markdown_rows(md)) == 4   # the new section is not read as the main table
 
 
 def test_bench_memory_small(tmp_path):

@@ -675,6 +675,20 @@ def write_markdown(path, result):
                       _fmt_frac(row["fraction_of_limit"].get("fastsgd"))]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    if result.get("thread_speedup"):
+        batches = list(dict.fromkeys(s["batch_label"] for s in result["thread_speedup"]))
+        lines += ["## fastsgd: more threads against one", "",
+                  "rows/s with k threads ÷ rows/s with 1 thread, same dtype and batch, "
+                  "from the table above", "",
+                  "| dtype | threads | " + " | ".join(f"batch {b}" for b in batches) + " |",
+                  "|---|---|" + "---|" * len(batches)]
+        for key in dict.fromkeys((s["dtype"], s["threads"]) for s in result["thread_speedup"]):
+            got = {s["batch_label"]: s["speedup"] for s in result["thread_speedup"]
+                   if (s["dtype"], s["threads"]) == key}
+            lines.append(f"| {key[0]} | {key[1]} | "
+                         + " | ".join(f"{got[b]:.2f}×" if b in got else "—" for b in batches)
+                         + " |")
+        lines.append("")
     if result.get("linear"):
         lin_names = result["linear_frameworks"]
         lines += ["## Linear model (hidden_layer_sizes=(), batch 1, 1 thread)", "",
@@ -974,6 +988,9 @@ def run_speed(args):
                 result["matmul"].append(mm)
             print(flush=True)
 
+    result["thread_speedup"] = _thread_speedup(result["results"])
+    _console_thread_speedup(result["thread_speedup"])
+
     if args.linear:
         run_linear(args, data, y, result, use_torch)
     if args.stream:
@@ -986,6 +1003,32 @@ def run_speed(args):
     result["wall_seconds"] = time.perf_counter() - t_start
     _write_outputs(args, result, "bench")
     return 0 if _all_ok(result) else 1
+
+
+def _thread_speedup(results):
+    """fastsgd's rows/s with k threads over its rows/s with 1, for each
+    (dtype, batch) measured with both (the issue's "2 threads vs 1")."""
+    one = {(r["dtype"], r["batch_label"]): r["frameworks"].get("fastsgd", {}).get("rows_per_s")
+           for r in results if r["threads"] == 1}
+    out = []
+    for r in results:
+        base = one.get((r["dtype"], r["batch_label"]))
+        rate = r["frameworks"].get("fastsgd", {}).get("rows_per_s")
+        if r["threads"] > 1 and base and rate:
+            out.append({"dtype": r["dtype"], "batch_label": r["batch_label"],
+                        "threads": r["threads"], "speedup": rate / base})
+    return out
+
+
+def _console_thread_speedup(speedup):
+    for threads in sorted({s["threads"] for s in speedup}):
+        for dtype in sorted({s["dtype"] for s in speedup}):
+            cells = [f"{s['batch_label']} {s['speedup']:.2f}×" for s in speedup
+                     if s["threads"] == threads and s["dtype"] == dtype]
+            print(f"--- fastsgd, {threads} threads against 1, {dtype}, by batch: "
+                  + ", ".join(cells))
+    if speedup:
+        print(flush=True)
 
 
 def _freeze_imports():
