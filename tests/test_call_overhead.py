@@ -303,6 +303,7 @@ def test_unique_int_labels_is_np_unique(y):
 
 
 # ------------------------------------------------------ kept snapshot memory
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_fits_reuse_the_snapshot_memory_and_never_share_it_with_a_model():
     _snapshots.forget()
     kw = dict(hidden_layer_sizes=(7,), max_iter=3, random_state=0)
