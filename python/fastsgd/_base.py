@@ -539,13 +539,11 @@ class BaseSGDMLP(BaseEstimator, ABC):
         return engine
 
     def _run_epoch(self, engine, params, velocity, X, Y, sw, order, batch_size, n_threads,
-                   batch_losses, before=None, check_x=False):
+                   batch_losses, before, check_x=False):
         """One epoch in the engine; returns the sum of batch loss x batch
-        rows.  On divergence restores the weights from before the epoch
-        (`before`, or copies taken here) and raises.  `check_x`: the
-        engine's gathers check X (_x_check_in_first_epoch)."""
-        if before is None:
-            before = (params.copy(), velocity.copy())
+        rows.  On divergence restores the weights from `before` (copies of
+        params and velocity taken before the epoch) and raises.  `check_x`:
+        the engine's gathers check X (_x_check_in_first_epoch)."""
         with single_threaded_blas():
             status, done, loss_sum = engine.train_epoch(
                 params, velocity, X, Y, sw, order, batch_size,
