@@ -79,8 +79,8 @@ static int check_rows(void) {
  * (B, F) @ w (F, H), and fsg_small_matmul_bt, out (B, F) rows ldo apart <-
  * x (B, H) @ w (F, H)^T */
 static int check_products(void) {
-    long Hs[] = {1, 3, 10, 12, 20, 31, 40, 64}, Bs[] = {1, 2, 3, 8, 32}; int bad = 0;
-    for (int hi = 0; hi < 8; hi++) for (int bi = 0; bi < 5; bi++) for (long F = 1; F < 60; F += 7) {
+    long Hs[] = {1, 3, 10, 12, 20, 31, 40, 64}, Bs[] = {1, 2, 3, 5, 7, 8, 32}; int bad = 0;
+    for (int hi = 0; hi < 8; hi++) for (int bi = 0; bi < 7; bi++) for (long F = 1; F < 60; F += 7) {
         long H = Hs[hi], B = Bs[bi], ldo = F + 3, K = F > H ? F : H;
         real *w = malloc(sizeof(real)*F*H), *x = malloc(sizeof(real)*B*K), *o = malloc(sizeof(real)*B*(ldo + H));
         for (long i = 0; i < F*H; i++) w[i] = sin(i*0.7);
