@@ -175,6 +175,80 @@ static inline void fsg_team_finish(fsg_team *t) {
         fsg_futex_wake(&t->seq, INT_MAX);
 }
 
+/* the id of the phase last published (fsg_team_publish opens id + 1,
+ * modulo 2^16); any thread may ask, the master to name the next one */
+static inline int32_t fsg_team_phase_id(fsg_team *t) {
+    return (int32_t)(__atomic_load_n(&t->claim, __ATOMIC_ACQUIRE) >> 48);
+}
+
+static inline int32_t fsg_team_next_phase_id(fsg_team *t) {
+    return (fsg_team_phase_id(t) + 1) & 0xffff;
+}
+
+/* master: have all n items of the open phase finished? */
+static inline int fsg_team_all_done(fsg_team *t, int64_t n) {
+    return __atomic_load_n(&t->done, __ATOMIC_ACQUIRE) >= n;
+}
+
+/* Hand-off slots: one piece of work that either of two phases may do (the
+ * next gather of a column block: the idle tail of phase 2, or else the
+ * gather phase after it), done exactly once.  A slot holds key << 2 |
+ * state, the key being the id of the phase that offered it, the state
+ * 0 (free), 1 (being done) or 2 (done).  A thread holding a stale key can
+ * never claim a slot offered again under a newer one.  The master offers
+ * (release) after writing what the work reads, so a successful claim
+ * (acquire) sees it; done (release) publishes the work to whoever waits.
+ * A key of -1 matches nothing: slots at rest. */
+#define FSG_SLOT(key, state) ((int32_t)(((key) << 2) | (state)))
+
+static inline void fsg_slot_offer(int32_t *slot, int32_t key) {
+    __atomic_store_n(slot, FSG_SLOT(key, 0), __ATOMIC_RELEASE);
+}
+
+static inline int fsg_slot_claim(int32_t *slot, int32_t key) {
+    int32_t expected = FSG_SLOT(key, 0);
+    return __atomic_compare_exchange_n(slot, &expected, FSG_SLOT(key, 1), 0,
+                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
+static inline void fsg_slot_done(int32_t *slot, int32_t key) {
+    __atomic_store_n(slot, FSG_SLOT(key, 2), __ATOMIC_RELEASE);
+}
+
+/* wait while another thread does the slot's work (microseconds; yield the
+ * CPU after a while in case that thread has lost its own) */
+static inline void fsg_slot_wait(int32_t *slot, int32_t key) {
+    int spins = 0;
+    while (__atomic_load_n(slot, __ATOMIC_ACQUIRE) == FSG_SLOT(key, 1)) {
+        if (spins++ < FSG_SPIN_LIMIT)
+            FSG_CPU_RELAX();
+        else
+            sched_yield();
+    }
+}
+
+/* a mark a thread sets (release) when it has finished a piece of the phase
+ * `key`, and others test (acquire) before touching what that piece read */
+static inline void fsg_mark_set(int32_t *mark, int32_t key) {
+    __atomic_store_n(mark, key, __ATOMIC_RELEASE);
+}
+
+static inline int fsg_mark_is(int32_t *mark, int32_t key) {
+    return __atomic_load_n(mark, __ATOMIC_ACQUIRE) == key;
+}
+
+static inline void fsg_count_add(int64_t *counter, int64_t v) {
+    __atomic_fetch_add(counter, v, __ATOMIC_RELAXED);
+}
+
+static inline void fsg_store_relaxed(int32_t *x, int32_t v) {
+    __atomic_store_n(x, v, __ATOMIC_RELAXED);
+}
+
+static inline int32_t fsg_load_relaxed(int32_t *x) {
+    return __atomic_load_n(x, __ATOMIC_RELAXED);
+}
+
 /* a flag any thread may raise during a phase (bad input seen); the master
  * reads it once the phase is over, after fsg_team_wait's acquire */
 static inline void fsg_flag_raise(int32_t *flag) {

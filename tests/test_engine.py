@@ -229,8 +229,9 @@ def test_check_x_finds_bad_value_on_every_gather_path(tuning, dtype, batch_size,
     # every way a row reaches the engine's gather buffers checks it: the
     # master's first gather, the next batch's gather (alone, or by columns
     # in the team's update tasks, fused at one row), the row slices of
-    # large batches; the epoch stops at the batch that gathered it, or the
-    # one before (which gathered the next batch's rows)
+    # large batches; the epoch stops at the batch that gathered it, or one
+    # of the two before (which gathered the next batch's rows, or, in the
+    # idle end of its update phase, the rows of the batch after: gather_tail)
     tuning(wake_guard=0)
     rng = np.random.RandomState(0)
     X = rng.standard_normal((300, 256)).astype(dtype)
@@ -243,7 +244,8 @@ def test_check_x_finds_bad_value_on_every_gather_path(tuning, dtype, batch_size,
             bad[order[position], rng.randint(256)] = value
             status, done, _ = _check_x_epoch(bad, order, batch_size, n_threads)
             assert status == _engine.Status.STATUS_NONFINITE_X, (position, value)
-            assert done in (position // batch_size, position // batch_size + 1)
+            assert done in (position // batch_size - 1, position // batch_size,
+                            position // batch_size + 1)
             # unchecked, the same epoch runs on (and diverges or not)
             status, _, _ = _check_x_epoch(bad, order, batch_size, n_threads, check_x=False)
             assert status != _engine.Status.STATUS_NONFINITE_X
@@ -280,6 +282,36 @@ def test_next_batch_gathered_during_the_small_layers_changes_no_number(tuning, b
     by_tasks = _check_x_epoch(X, order, batch_size, 2, check_x=False)[2]
     np.testing.assert_array_equal(early, alone)
     np.testing.assert_array_equal(by_tasks, alone)
+
+
+@pytest.mark.parametrize("n_threads", [2, 3])
+@pytest.mark.parametrize("batch_size", [2, 8, 32, 37])
+def test_idle_threads_gathering_ahead_change_no_number(tuning, batch_size, n_threads):
+    # a thread out of update tasks gathers the batch after next into the
+    # blocks it has finished (gather_tail); the gather phase skips those.
+    # Small tasks (many blocks to hand over), an epoch whose last batch is
+    # short, three threads on two cores, four shuffles: the numbers are
+    # those of 1 thread and of a team that never gathers ahead
+    # (never solo, even when other processes crowd the cores: a team that
+    # runs alone has no tail to gather in)
+    tuning(wake_guard=0, probe_rows=0, solo_wait_percent=10**6, task_weights_small=1024)
+    rng = np.random.RandomState(1)
+    X = rng.standard_normal((2001, 256))
+    runs = {}
+    for key, threads, tail in (("alone", 1, 1), ("tail", n_threads, 1),
+                               ("no-tail", n_threads, 0)):
+        tuning(tail_gather=tail)
+        order_rng = np.random.RandomState(2)
+        before = _engine.tail_gather_count()
+        runs[key] = [_check_x_epoch(X, order_rng.permutation(2001).astype(np.int64),
+                                    batch_size, threads, check_x=False)[2]
+                     for _ in range(4)]
+        runs[key + " blocks"] = _engine.tail_gather_count() - before
+    for epoch in range(4):
+        np.testing.assert_array_equal(runs["tail"][epoch], runs["alone"][epoch])
+        np.testing.assert_array_equal(runs["no-tail"][epoch], runs["alone"][epoch])
+    assert runs["alone blocks"] == 0 and runs["no-tail blocks"] == 0
+    assert runs["tail blocks"] > 0
 
 
 @pytest.mark.parametrize("batch_size", [1, 8])

@@ -145,6 +145,10 @@ cdef dict _TUNING = dict(
     gather_early=1,          # ... the team gathers the next batch while
                              #     the master runs the small layers (0: the
                              #     update tasks gather it, each its columns)
+    tail_gather=1,           # ... and a thread out of phase 2 tasks gathers
+                             #     the batch after next into the blocks it
+                             #     has finished with, for the gather phase
+                             #     to skip (gather_tail; 0: never)
     gather_ahead=4,          # whole-row gathers (large batches, and any
                              #     batch alone) ask for the row this many
                              #     rows on while copying one (0: none)
@@ -174,6 +178,7 @@ def set_tuning(**knobs):
         if key not in _TUNING:
             raise KeyError(f"unknown tuning knob {key!r}")
         least = 0 if key in ("probe_rows", "wake_guard", "gather_early", "gather_ahead",
+                            "tail_gather",
                             "master_tail", "taper_one", "reverse_last") else 1
         if int(value) < least:
             raise ValueError(f"tuning knob {key!r} must be >= {least}")
@@ -249,6 +254,11 @@ cdef struct Plan:
     bint crowd_guard             # a crowded team runs solo (fsg_wake.h; knob wake_guard)
     bint check_x                 # gathers check X's values (see gather_x)
     int32_t *x_bad               # ... and raise this flag at NaN or inf
+    bint tail_gather             # knob tail_gather (see gather_tail)
+    int32_t *gather_slot         # per layer-0 task: hand-off of its columns' next
+                                 #     gather (fsg_team.h slots; -1 at rest)
+    int32_t *task_mark           # per layer-0 task: who finished it in which
+                                 #     phase (mark_of; -1 at rest)
 
 
 def _slice_rows(dtype):
@@ -511,6 +521,7 @@ cdef double forward_backward_split(const Plan *p, Work *w, fsg_team *team, float
             activation_backward(d_below, ws + p.act_off[i], B * F, p.activation)
     if w.gather_early:
         close_phase(p, w, team, p.layer_n_tasks[0], t_gather, ws, params, velocity)
+        w.pregather_key = -1
     return loss
 
 
@@ -566,6 +577,18 @@ cdef extern from "fsg_team.h" nogil:
     void fsg_team_finish(fsg_team *t) noexcept
     void fsg_flag_raise(int32_t *flag) noexcept
     int32_t fsg_flag_raised(int32_t *flag) noexcept
+    int32_t fsg_team_phase_id(fsg_team *t) noexcept
+    int32_t fsg_team_next_phase_id(fsg_team *t) noexcept
+    int fsg_team_all_done(fsg_team *t, int64_t n) noexcept
+    void fsg_slot_offer(int32_t *slot, int32_t key) noexcept
+    int fsg_slot_claim(int32_t *slot, int32_t key) noexcept
+    void fsg_slot_done(int32_t *slot, int32_t key) noexcept
+    void fsg_slot_wait(int32_t *slot, int32_t key) noexcept
+    void fsg_mark_set(int32_t *mark, int32_t key) noexcept
+    int fsg_mark_is(int32_t *mark, int32_t key) noexcept
+    void fsg_store_relaxed(int32_t *x, int32_t v) noexcept
+    int32_t fsg_load_relaxed(int32_t *x) noexcept
+    void fsg_count_add(int64_t *counter, int64_t v) noexcept
 
 # ---- waking the team for short work (csrc/fsg_wake.h has the why) ------------
 cdef extern from "fsg_wake.h" nogil:
@@ -648,6 +671,16 @@ cdef struct Work:
     bint fuse_next            # ... inside the update (batches of one row)
     bint ready0               # this batch's layer-0 partials are computed
     int xb_cur                # which of the two gather buffers is current
+    # gather_tail: phase 2's idle threads gather the batch after next into
+    # the blocks of this batch's buffer whose tasks are done (tail_key: the
+    # id of that phase 2, or -1; read by helpers at any time, so atomically)
+    int32_t tail_key
+    int32_t pregather_key     # the key of the slots this batch's gather phase
+                              #     shares with the last phase 2's tail, or -1
+    void *tail_a              # where (rows tail_rows of tail_X, tail_B of
+    const void *tail_X        #     them); written before the slots are
+    const int64_t *tail_rows  #     offered, unchanged until all are done
+    Py_ssize_t tail_B
     Py_ssize_t B
     Py_ssize_t slice_len
     bint accumulate           # phase 1 forms the weight gradients by slice
@@ -716,6 +749,7 @@ cdef void run_item(const Plan *p, const Work *w, Py_ssize_t item, int tid, float
                    floating *params, floating *velocity) noexcept nogil:
     """Run one item of the current phase."""
     cdef Py_ssize_t r0, r1
+    cdef int32_t key
     cdef Py_ssize_t s, s0, b0
     cdef const floating *a0
     if w.phase == PHASE_SLICES and w.accumulate:
@@ -746,7 +780,13 @@ cdef void run_item(const Plan *p, const Work *w, Py_ssize_t item, int tid, float
     elif w.phase == PHASE_SUMS:
         sum_chunk(p, w, ws, params, item)
     elif w.phase == PHASE_GATHER:
-        gather_columns(p, w, item, <floating *> w.next_a)
+        if w.pregather_key < 0:
+            gather_columns(p, w, item, <floating *> w.next_a)
+        elif fsg_slot_claim(&p.gather_slot[item], w.pregather_key):
+            gather_columns(p, w, item, <floating *> w.next_a)
+            fsg_slot_done(&p.gather_slot[item], w.pregather_key)
+        else:   # the last phase 2's tail has it (done, or nearly)
+            fsg_slot_wait(&p.gather_slot[item], w.pregather_key)
     elif w.phase == PHASE_FORWARD:
         forward_block(p, ws, params, <const floating *> w.a_in, w.B, w.layer, item)
     elif w.phase == PHASE_BACKWARD:
@@ -778,6 +818,9 @@ cdef void run_item(const Plan *p, const Work *w, Py_ssize_t item, int tid, float
             # the next batch's layer-0 partial (the same product the next
             # forward phase would compute, so the numbers are unchanged)
             forward_block(p, ws, params, <const floating *> w.next_a, w.next_B, 0, item)
+            key = fsg_load_relaxed(<int32_t *> &w.tail_key)
+            if key >= 0:   # its columns of this batch's buffer are free now
+                fsg_mark_set(&p.task_mark[item], mark_of(key, tid))
 
 
 cdef inline void gather_x(const Plan *p, floating *out, const floating *x, const int64_t *rows,
@@ -812,6 +855,52 @@ cdef inline void gather_columns(const Plan *p, const Work *w, Py_ssize_t t,
                           f0 * sizeof(floating), width * sizeof(floating))
 
 
+cdef int64_t _tail_gathered = 0   # blocks gather_tail has gathered (diagnostics)
+
+
+def tail_gather_count():
+    """Column blocks gathered by idle threads at the end of phase 2 since
+    the process started (gather_tail; tests and benchmarks)."""
+    return _tail_gathered
+
+
+cdef inline int32_t mark_of(int32_t key, int tid) noexcept nogil:
+    """A layer-0 task's mark: finished by thread tid in phase `key`."""
+    return key * 1024 + (tid & 1023)
+
+
+cdef void gather_tail(const Plan *p, const Work *w, fsg_team *team, int tid,
+                      Py_ssize_t n_items, floating *ws) noexcept nogil:
+    """A thread with no phase 2 task left, while the others finish theirs:
+    gather the batch after next (the next batch's gather phase would) into
+    the blocks of this batch's buffer whose tasks this thread has finished,
+    instead of waiting.  Its own blocks: their columns are in its cache, and
+    it is likely to update them again next batch.  The slots hand each
+    block to exactly one of this tail and that gather phase; the data are
+    the same either way, so the numbers never depend on who gathers.  The
+    master stops when the phase's n_items are done (it is on the critical
+    path, an item of ~1-3 us late at most), the others when the master has
+    moved on."""
+    cdef int32_t key = fsg_load_relaxed(<int32_t *> &w.tail_key)
+    cdef Py_ssize_t n = p.layer_n_tasks[0], k, t, f0
+    if key < 0:
+        return
+    for k in range(n):
+        if tid == 0:
+            if fsg_team_all_done(team, n_items):
+                return
+        elif fsg_team_phase_id(team) != key:
+            return
+        t = k if tid == 0 else n - 1 - k   # the end this thread claims from
+        if (fsg_mark_is(&p.task_mark[t], mark_of(key, tid))
+                and fsg_slot_claim(&p.gather_slot[t], key)):
+            f0 = p.task_row0[t]
+            gather_x(p, <floating *> w.tail_a, <const floating *> w.tail_X, w.tail_rows,
+                     w.tail_B, f0, p.task_row1[t] - f0)
+            fsg_slot_done(&p.gather_slot[t], key)
+            fsg_count_add(&_tail_gathered, 1)
+
+
 cdef void run_items(const Plan *p, const Work *w, fsg_team *team, int tid, floating *ws,
                     floating *params, floating *velocity) noexcept nogil:
     """Claim and run items of the current phase until none is left (the
@@ -830,6 +919,7 @@ cdef void serve(const Plan *p, const Work *w, fsg_team *team, int tid, floating 
     """A helper thread's epoch: run items whenever a phase has some left."""
     while fsg_team_wait_work(team):
         run_items(p, w, team, tid, ws, params, velocity)
+        gather_tail(p, w, team, tid, 0, ws)
 
 
 cdef void run_phase(const Plan *p, Work *w, fsg_team *team, int phase, Py_ssize_t n_items,
@@ -860,6 +950,8 @@ cdef void close_phase(const Plan *p, Work *w, fsg_team *team, Py_ssize_t n_items
     for those others did (time since t0 counts as work, the wait as waiting)."""
     cdef double t1, t2
     run_items(p, w, team, 0, ws, params, velocity)
+    if w.phase == PHASE_TASKS:
+        gather_tail(p, w, team, 0, n_items, ws)
     t1 = now_ns()
     fsg_team_wait(team, n_items)
     t2 = now_ns()
@@ -867,6 +959,19 @@ cdef void close_phase(const Plan *p, Work *w, fsg_team *team, Py_ssize_t n_items
     w.wait_ns += t2 - t1
     if t2 - t1 > STALL_MIN_NS and t2 - t1 > 2 * (t1 - t0):
         w.stalled = True   # (see run_epoch: crowding)
+
+
+cdef void settle_slots(const Plan *p, Work *w) noexcept nogil:
+    """Master: the last phase 2's tail may still be gathering, and no
+    gather phase will take over its slots (this batch gathers another way,
+    or not at all): close every slot, waiting for one being gathered."""
+    cdef Py_ssize_t t
+    for t in range(p.layer_n_tasks[0]):
+        if fsg_slot_claim(&p.gather_slot[t], w.pregather_key):
+            fsg_slot_done(&p.gather_slot[t], w.pregather_key)
+        else:
+            fsg_slot_wait(&p.gather_slot[t], w.pregather_key)
+    w.pregather_key = -1
 
 
 cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
@@ -909,6 +1014,8 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
             # those layers (the team would idle)
             w.gather_early = w.gather_next and w.B > 1 and p.small_tail
             w.gather_next = w.gather_next and not w.gather_early
+            if w.pregather_key >= 0 and not w.gather_early:
+                settle_slots(p, w)
             if not (w.gather_next or w.gather_early):
                 gather_x(p, xb_next, <const floating *> w.next_X, w.next_rows, w.next_B, 0, F)
         else:
@@ -942,7 +1049,22 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
         w.n_slices = n_slices
         run_phase(p, w, team, PHASE_SLICES, n_groups if w.accumulate else n_slices,
                   ws, params, velocity)
-    # every delta is known now, so weights may change
+    if w.pregather_key >= 0:   # (a next batch gathered without the phase)
+        settle_slots(p, w)
+    # every delta is known now, so weights may change.  A thread out of
+    # tasks gathers the batch after next (gather_tail) when the next batch
+    # will gather it in a phase of its own that can skip those blocks
+    cdef int32_t key = -1
+    if (p.tail_gather and w.gather_early and w.next_B > 1 and w.ahead_B > 0
+            and w.next_rows != NULL):
+        key = fsg_team_next_phase_id(team)
+        w.tail_a = ws + (p.xb2_off if w.xb_cur else p.xb_off)
+        w.tail_X = w.next_X
+        w.tail_rows = w.ahead_rows
+        w.tail_B = w.ahead_B
+        for t in range(p.layer_n_tasks[0]):
+            fsg_slot_offer(&p.gather_slot[t], key)
+    fsg_store_relaxed(&w.tail_key, key)
     if w.B <= p.split_rows and p.lead_tasks > 0 and not w.solo:
         # the team takes the big layers' blocks (the ones its threads read in
         # phase 1); the master itself updates the layers it ran alone, and
@@ -955,6 +1077,8 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
         close_phase(p, w, team, p.lead_tasks, t0, ws, params, velocity)
     else:
         run_phase(p, w, team, PHASE_TASKS, p.n_tasks, ws, params, velocity)
+    fsg_store_relaxed(&w.tail_key, -1)
+    w.pregather_key = key
     w.ready0 = w.make_next
     if w.make_next and w.next_rows != NULL:
         w.xb_cur = 1 - w.xb_cur
@@ -1058,6 +1182,8 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
             w.solo = crowd_solo = True
     w.ready0 = False
     w.xb_cur = 0
+    w.tail_key = -1
+    w.pregather_key = -1
     for k in range(n_batches):
         start = k * batch_size
         w.B = min(batch_size, n - start)
@@ -1093,7 +1219,7 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
                 return STATUS_ZERO_WEIGHT_BATCH
         loss = train_batch(p, w, team, ws, params, velocity, m)
         if p.check_x and fsg_flag_raised(p.x_bad):
-            done[0] = k + 1   # (this batch or the next holds the bad value)
+            done[0] = k + 1   # (this batch, the next or the one after holds it)
             return STATUS_NONFINITE_X
         # crowding (fsg_wake.h): two stalls, or the master waiting for a CPU
         # too much of its team time, send the team solo for a while; then
@@ -1287,6 +1413,7 @@ cdef class Engine:
     cdef Py_ssize_t _task_reverse
     cdef object _act_off, _delta_off
     cdef object _ws, _slice_loss, _task_sumsq
+    cdef object _gather_slots, _task_marks   # int32, per task (Plan.gather_slot, task_mark)
     cdef Py_ssize_t _ws_rows, _ws_threads, _ws_groups
     cdef object _ws_tuning
     cdef object _ws_dtype
@@ -1504,6 +1631,8 @@ cdef class Engine:
         # (accumulating batches may cut up to max_groups - 1 more slices)
         self._slice_loss = np.zeros(max(n_slices, 1) + _TUNING["max_groups"], dtype=np.float64)
         self._task_sumsq = np.zeros(len(self._task_layer), dtype=np.float64)
+        self._gather_slots = np.full(len(self._task_layer), -1, dtype=np.int32)
+        self._task_marks = np.full(len(self._task_layer), -1, dtype=np.int32)
         self._ws_rows = rows
         self._ws_threads = n_threads
         self._ws_dtype = np.dtype(dtype)
@@ -1550,6 +1679,10 @@ cdef class Engine:
         self._plan.slice_loss = &dv[0]
         dv = self._task_sumsq
         self._plan.task_sumsq = &dv[0]
+        cdef int32_t[::1] iv = self._gather_slots
+        self._plan.gather_slot = &iv[0]
+        iv = self._task_marks
+        self._plan.task_mark = &iv[0]
 
     def train_epoch(self, floating[::1] params not None,
                     floating[::1] velocity not None,
@@ -1630,6 +1763,9 @@ cdef class Engine:
         self._plan.probe_rows = _TUNING["probe_rows"]
         self._plan.accumulate_rows = _TUNING["accumulate_rows"]
         self._plan.gather_ahead = _TUNING["gather_ahead"]
+        self._plan.tail_gather = _TUNING["tail_gather"]
+        self._gather_slots.fill(-1)   # (at rest: no key matches)
+        self._task_marks.fill(-1)
         self._plan.crowd_guard = _TUNING["wake_guard"]
         self._plan.small_tail = _TUNING["gather_early"] and L >= 2 and all(
             self.units[i] * self.units[i + 1] < self._plan.split_min_weights
