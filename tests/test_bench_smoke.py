@@ -200,3 +200,42 @@ def test_kernel_floor_script_runs(tmp_path):
     # step, stream, and both threads together (gcc has OpenMP), then the ceiling
     assert all(float(r[2]) > 0 and float(r[3]) > 0 and float(r[4]) > 0 for r in rows)
     assert all(r[5].endswith("k") for r in rows)
+
+
+def test_crowded_groups_are_judged_against_the_calm_rate():
+    from fastsgd import _bench
+    calm = {("float64", 1): 50.0, ("float64", 2): 55.0}
+    # a 2-thread section that started crowded: the 1-thread rate sets the bar
+    # when each thread has a core of its own, not on hyper-threads
+    assert _bench.calm_gflops(calm, "float64", 2, physical_cores=2) == pytest.approx(90.0)
+    assert _bench.calm_gflops(calm, "float64", 2, physical_cores=1) == 55.0
+    assert _bench.calm_gflops(calm, "float64", 2) == 55.0
+    assert _bench.calm_gflops(calm, "float32", 1) == 0.0
+    assert _bench.group_was_crowded(60.0, 90.0, 0)
+    assert not _bench.group_was_crowded(80.0, 90.0, 0)
+    assert _bench.group_was_crowded(95.0, 90.0, 1)    # the team stepped aside
+
+
+def test_crowded_groups_are_measured_again_within_the_budget(tmp_path, monkeypatch, capsys):
+    # every group looks crowded: each is measured 1 + --crowded-retries times
+    # until the run's budget is spent; the rows say so and keep the others
+    from fastsgd import _bench
+    monkeypatch.setattr(_bench, "CROWDED_PROBE_SHARE", 1e9)
+    monkeypatch.setattr(_bench, "CROWDED_RETRY_BUDGET", 3)
+    out = tmp_path / "results"
+    argv = ["--batch-sizes", "64,full", "--dtypes", "float32", "--threads", "1",
+            "--rows", "256", "--epochs", "1", "--repeats", "1", "--matmul-size", "256",
+            "--no-torch", "--no-linear", "--no-stream", "--crowded-retries", "2",
+            "--out", str(out)]
+    _bench.main(argv)
+    result = json.loads((out / "bench.json").read_text())
+    assert result["config"]["crowded_retries"] == 2
+    first, second = result["results"]
+    assert len(first["other_attempts"]) == 2 and len(second["other_attempts"]) == 1
+    for row in (first, second):
+        assert row["crowded"]
+        assert any("this is the calmest" in note for note in row["notes"])
+        kept = row["matmul_gflops"]
+        assert all(a["matmul_gflops"] <= kept for a in row["other_attempts"])
+        assert all(a["rows_per_s"]["fastsgd"] > 0 for a in row["other_attempts"])
+    assert capsys.readouterr().out.count("measuring it again") == 3

@@ -86,6 +86,12 @@ MEMORY_HIDDEN = (32,)
 # 0.15 s clears OpenBLAS's spin and keeps the default run near 5 minutes
 # (about 560 pauses).
 SETTLE_SECONDS = 0.15
+# a group whose matrix-product probes ran below this share of the run's
+# calm rate for its dtype and threads (or during which fastsgd's team saw
+# its cores crowded) is measured again, up to --crowded-retries times and
+# CROWDED_RETRY_BUDGET times a run; the calmest attempt is reported
+CROWDED_PROBE_SHARE = 0.8
+CROWDED_RETRY_BUDGET = 8
 
 
 # ------------------------------------------------------------------ the case
@@ -834,6 +840,13 @@ def build_parser():
                                     "128, 3 from 128 and for full batch)")
     p.add_argument("--repeats", type=int, help="interleaved repeats per measurement; the "
                                                "median is reported (default 5)")
+    p.add_argument("--crowded-retries", type=int,
+                   help="measure a group again, up to this many times, when other processes "
+                        "crowded the machine during it (its matrix-product rate fell below "
+                        f"{CROWDED_PROBE_SHARE:.0%} of the run's calm one, or fastsgd's team "
+                        "stepped aside); the calmest attempt is reported, the others are "
+                        f"kept in the JSON; at most {CROWDED_RETRY_BUDGET} a run (default 1, "
+                        "--quick 0)")
     p.add_argument("--hidden", type=_parse_hidden,
                    help="hidden layer sizes, comma list (default 128)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
@@ -872,9 +885,44 @@ def _resolve(args):
     epochs = args.epochs or ("1" if q else "auto")
     args.epochs = None if epochs == "auto" else int(epochs)
     args.repeats = args.repeats or (1 if q else 5)
+    if args.crowded_retries is None:
+        args.crowded_retries = 0 if q else 1
+    if args.crowded_retries < 0:
+        raise SystemExit("--crowded-retries must be >= 0")
     args.hidden = HIDDEN if args.hidden is None else args.hidden
     args.matmul_size = args.matmul_size or (1024 if q else 2048)
     return args
+
+
+def usable_physical_cores():
+    """Physical cores among the CPUs this process may use (Linux sysfs
+    topology), or None when unknown."""
+    try:
+        cpus = os.sched_getaffinity(0)
+        cores = set()
+        for c in cpus:
+            topo = f"/sys/devices/system/cpu/cpu{c}/topology/"
+            with open(topo + "core_id") as f, open(topo + "physical_package_id") as g:
+                cores.add((g.read().strip(), f.read().strip()))
+        return len(cores) or None
+    except (AttributeError, OSError):
+        return None
+
+
+def calm_gflops(calm, dtype, threads, physical_cores=None):
+    """The calm matrix-product rate for (dtype, threads) so far: the best
+    probe median this run has seen for it, or, when the threads have a
+    physical core each, 0.9 x threads x the 1-thread one if higher (a
+    section that starts crowded must not set the bar)."""
+    best = calm.get((dtype, threads), 0.0)
+    if threads > 1 and (dtype, 1) in calm and (physical_cores or 0) >= threads:
+        best = max(best, 0.9 * threads * calm[(dtype, 1)])
+    return best
+
+
+def group_was_crowded(gflops, calm, team_crowded):
+    """Did other processes crowd the machine during a group?"""
+    return team_crowded > 0 or gflops < CROWDED_PROBE_SHARE * calm
 
 
 def run_speed(args):
@@ -923,6 +971,7 @@ def run_speed(args):
                    "batch_sizes": [b if b else "full" for b in args.batch_sizes],
                    "dtypes": args.dtypes, "threads": args.threads,
                    "epochs": args.epochs or "auto", "repeats": args.repeats,
+                   "crowded_retries": args.crowded_retries,
                    "matmul_size": args.matmul_size,
                    "timed": {"fastsgd": "MLPClassifier(...).fit(X, y), max_iter=epochs",
                              "scikit-learn": "MLPClassifier(solver='sgd', ...).fit(X, y), "
@@ -935,6 +984,9 @@ def run_speed(args):
         "stream": [],
     }
     t_start = time.perf_counter()
+    calm = {}   # (dtype, threads) -> best probe median seen
+    physical_cores = usable_physical_cores()
+    retries_left = CROWDED_RETRY_BUDGET
     for dtype in args.dtypes:
         X_all = data[dtype]
         for threads in args.threads:
@@ -943,6 +995,7 @@ def run_speed(args):
                 probe = MatmulProbe(dtype, args.matmul_size)
                 mm = {"dtype": dtype, "threads": threads, "size": args.matmul_size,
                       "gflops_all": [probe() for _ in range(3)]}
+                calm[(dtype, threads)] = statistics.median(mm["gflops_all"])
                 print(f"--- {dtype}, {threads} thread{'s' if threads > 1 else ''}: numpy matmul "
                       f"{statistics.median(mm['gflops_all']):.1f} GFLOP/s -> machine limit "
                       f"{_fmt_rate(statistics.median(mm['gflops_all']) * 1e9 / fpr)} rows/s "
@@ -957,12 +1010,38 @@ def run_speed(args):
                     X, yy = X_all[:n], y[:n]
                     lr = learning_rate_for(batch)
                     epochs = args.epochs or auto_epochs(batch, n)
-                    crowded_before = _crowded_periods()
-                    fw, probed = run_group(runners, X, yy, batch, lr, epochs, threads,
-                                           args.repeats, probe=probe)
-                    crowded = _crowded_periods() - crowded_before
-                    mm["gflops_all"] += probed
-                    gflops = statistics.median(probed)
+                    attempts = []
+                    while True:
+                        crowded_before = _crowded_periods()
+                        fw, probed = run_group(runners, X, yy, batch, lr, epochs, threads,
+                                               args.repeats, probe=probe)
+                        crowded = _crowded_periods() - crowded_before
+                        mm["gflops_all"] += probed
+                        gflops = statistics.median(probed)
+                        reference = calm_gflops(calm, dtype, threads, physical_cores)
+                        calm[(dtype, threads)] = max(calm[(dtype, threads)], gflops)
+                        was_crowded = group_was_crowded(gflops, reference, crowded)
+                        attempts.append({"crowded": was_crowded, "matmul_gflops": gflops,
+                                         "calm_gflops": reference, "crowded_periods": crowded,
+                                         "frameworks": fw, "probed": probed})
+                        if (not was_crowded or len(attempts) > args.crowded_retries
+                                or retries_left == 0):
+                            break
+                        retries_left -= 1
+                        print(f"{batch:>6}  crowded (matmul {gflops:.0f} against a calm "
+                              f"{reference:.0f} GFLOP/s"
+                              + (f", fastsgd's team stepped aside {crowded} time(s)"
+                                 if crowded else "") + "): measuring it again", flush=True)
+                    # the calmest attempt: not crowded if any, else the fastest probes
+                    kept = min(attempts, key=lambda a: (a["crowded"], -a["matmul_gflops"]))
+                    fw, probed, gflops = kept["frameworks"], kept["probed"], kept["matmul_gflops"]
+                    crowded = kept["crowded_periods"]
+                    others = [{"matmul_gflops": a["matmul_gflops"],
+                               "calm_gflops": a["calm_gflops"],
+                               "crowded_periods": a["crowded_periods"],
+                               "rows_per_s": {k: v.get("rows_per_s") for k, v in
+                                              a["frameworks"].items()}}
+                              for a in attempts if a is not kept]
                     limit = gflops * 1e9 / fpr
                     frac = {k: (v["rows_per_s"] / limit if v.get("rows_per_s") else None)
                             for k, v in fw.items()}
@@ -978,9 +1057,16 @@ def run_speed(args):
                                                       fw.get("scikit-learn", {}).get("rows_per_s")),
                            "ratio_vs_torch": _ratio(f_rate, fw.get("torch", {}).get("rows_per_s")),
                            "crowded_periods": crowded,
+                           "crowded": kept["crowded"],
+                           "other_attempts": others,
                            "notes": _check_notes(fw, dtype) + (
                                [f"fastsgd's team stepped aside {crowded} time(s): other "
-                                "processes crowded the cores (fsg_wake.h)"] if crowded else [])}
+                                "processes crowded the cores (fsg_wake.h)"] if crowded else [])
+                           + ([f"measured {len(attempts)} times (the machine was crowded); "
+                               "this is the calmest"] if others else [])
+                           + ([f"the machine was crowded (matmul {gflops:.0f} against a calm "
+                               f"{kept['calm_gflops']:.0f} GFLOP/s)"]
+                              if kept["crowded"] and not crowded else [])}
                     result["results"].append(row)
                     _console_row(row, names)
                 mm["gflops"] = float(statistics.median(mm["gflops_all"]))
