@@ -88,7 +88,8 @@ MEMORY_HIDDEN = (32,)
 SETTLE_SECONDS = 0.15
 # a group whose matrix-product probes ran below this share of the run's
 # calm rate for its dtype and threads (or during which fastsgd's team saw
-# its cores crowded) is measured again, up to --crowded-retries times and
+# its cores crowded) is measured again at the end of its section (a
+# neighbour often stays for a minute), up to --crowded-retries times and
 # CROWDED_RETRY_BUDGET times a run; the calmest attempt is reported
 CROWDED_PROBE_SHARE = 0.8
 CROWDED_RETRY_BUDGET = 8
@@ -841,12 +842,12 @@ def build_parser():
     p.add_argument("--repeats", type=int, help="interleaved repeats per measurement; the "
                                                "median is reported (default 5)")
     p.add_argument("--crowded-retries", type=int,
-                   help="measure a group again, up to this many times, when other processes "
-                        "crowded the machine during it (its matrix-product rate fell below "
-                        f"{CROWDED_PROBE_SHARE:.0%} of the run's calm one, or fastsgd's team "
-                        "stepped aside); the calmest attempt is reported, the others are "
-                        f"kept in the JSON; at most {CROWDED_RETRY_BUDGET} a run (default 1, "
-                        "--quick 0)")
+                   help="measure a group again at the end of its section, up to this many "
+                        "times, when other processes crowded the machine during it (its "
+                        f"matrix-product rate fell below {CROWDED_PROBE_SHARE:.0%} of the run's "
+                        "calm one, or fastsgd's team stepped aside); the calmest attempt is "
+                        "reported, the others are kept in the JSON; at most "
+                        f"{CROWDED_RETRY_BUDGET} a run (default 1, --quick 0)")
     p.add_argument("--hidden", type=_parse_hidden,
                    help="hidden layer sizes, comma list (default 128)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
@@ -1001,74 +1002,54 @@ def run_speed(args):
                       f"{_fmt_rate(statistics.median(mm['gflops_all']) * 1e9 / fpr)} rows/s "
                       "(re-measured within every group)", flush=True)
                 _console_table_header(names)
+                def attempt(group):
+                    """Measure a group once; returns the attempt (and notes
+                    the run's calm rate)."""
+                    crowded_before = _crowded_periods()
+                    fw, probed = run_group(runners, group["X"], group["y"], group["batch"],
+                                           group["lr"], group["epochs"], threads,
+                                           args.repeats, probe=probe)
+                    crowded = _crowded_periods() - crowded_before
+                    mm["gflops_all"] += probed
+                    gflops = statistics.median(probed)
+                    reference = calm_gflops(calm, dtype, threads, physical_cores)
+                    calm[(dtype, threads)] = max(calm[(dtype, threads)], gflops)
+                    return {"crowded": group_was_crowded(gflops, reference, crowded),
+                            "matmul_gflops": gflops, "calm_gflops": reference,
+                            "crowded_periods": crowded, "frameworks": fw, "probed": probed}
+
+                groups = []
                 for bs in args.batch_sizes:
                     n = rows_for_batch(bs, args.rows)
                     batch = n if bs is None else bs
                     if batch > n:
                         print(f"{bs:>6}  skipped: larger than the {n:,} rows", flush=True)
                         continue
-                    X, yy = X_all[:n], y[:n]
-                    lr = learning_rate_for(batch)
-                    epochs = args.epochs or auto_epochs(batch, n)
-                    attempts = []
-                    while True:
-                        crowded_before = _crowded_periods()
-                        fw, probed = run_group(runners, X, yy, batch, lr, epochs, threads,
-                                               args.repeats, probe=probe)
-                        crowded = _crowded_periods() - crowded_before
-                        mm["gflops_all"] += probed
-                        gflops = statistics.median(probed)
-                        reference = calm_gflops(calm, dtype, threads, physical_cores)
-                        calm[(dtype, threads)] = max(calm[(dtype, threads)], gflops)
-                        was_crowded = group_was_crowded(gflops, reference, crowded)
-                        attempts.append({"crowded": was_crowded, "matmul_gflops": gflops,
-                                         "calm_gflops": reference, "crowded_periods": crowded,
-                                         "frameworks": fw, "probed": probed})
-                        if (not was_crowded or len(attempts) > args.crowded_retries
-                                or retries_left == 0):
-                            break
+                    group = {"bs": bs, "n": n, "batch": batch, "X": X_all[:n], "y": y[:n],
+                             "lr": learning_rate_for(batch),
+                             "epochs": args.epochs or auto_epochs(batch, n)}
+                    group["attempts"] = [attempt(group)]
+                    group["row"] = _group_row(group, dtype, threads, fpr)
+                    groups.append(group)
+                    result["results"].append(group["row"])
+                    _console_row(group["row"], names)
+                    if group["attempts"][0]["crowded"] and args.crowded_retries:
+                        print("       (crowded: measured again at the end of this section)",
+                              flush=True)
+                # crowded groups again, once the neighbour has perhaps left
+                for retry in range(args.crowded_retries):
+                    again = [g for g in groups if g["row"]["crowded"]]
+                    if not again or retries_left == 0:
+                        break
+                    print(f"--- {dtype}, {threads} thread{'s' if threads > 1 else ''}: "
+                          "the crowded groups again", flush=True)
+                    for group in again[:retries_left]:
                         retries_left -= 1
-                        print(f"{batch:>6}  crowded (matmul {gflops:.0f} against a calm "
-                              f"{reference:.0f} GFLOP/s"
-                              + (f", fastsgd's team stepped aside {crowded} time(s)"
-                                 if crowded else "") + "): measuring it again", flush=True)
-                    # the calmest attempt: not crowded if any, else the fastest probes
-                    kept = min(attempts, key=lambda a: (a["crowded"], -a["matmul_gflops"]))
-                    fw, probed, gflops = kept["frameworks"], kept["probed"], kept["matmul_gflops"]
-                    crowded = kept["crowded_periods"]
-                    others = [{"matmul_gflops": a["matmul_gflops"],
-                               "calm_gflops": a["calm_gflops"],
-                               "crowded_periods": a["crowded_periods"],
-                               "rows_per_s": {k: v.get("rows_per_s") for k, v in
-                                              a["frameworks"].items()}}
-                              for a in attempts if a is not kept]
-                    limit = gflops * 1e9 / fpr
-                    frac = {k: (v["rows_per_s"] / limit if v.get("rows_per_s") else None)
-                            for k, v in fw.items()}
-                    f_rate = fw["fastsgd"].get("rows_per_s")
-                    row = {"dtype": dtype, "threads": threads, "batch_size": batch,
-                           "batch_label": "full" if bs is None else str(bs),
-                           "full_batch": bs is None, "n_rows": n, "epochs": epochs,
-                           "learning_rate": lr, "flops_per_row": fpr,
-                           "matmul_gflops": gflops, "matmul_gflops_all": probed,
-                           "limit_rows_per_s": limit, "loadavg": _loadavg(),
-                           "frameworks": fw, "fraction_of_limit": frac,
-                           "ratio_vs_sklearn": _ratio(f_rate,
-                                                      fw.get("scikit-learn", {}).get("rows_per_s")),
-                           "ratio_vs_torch": _ratio(f_rate, fw.get("torch", {}).get("rows_per_s")),
-                           "crowded_periods": crowded,
-                           "crowded": kept["crowded"],
-                           "other_attempts": others,
-                           "notes": _check_notes(fw, dtype) + (
-                               [f"fastsgd's team stepped aside {crowded} time(s): other "
-                                "processes crowded the cores (fsg_wake.h)"] if crowded else [])
-                           + ([f"measured {len(attempts)} times (the machine was crowded); "
-                               "this is the calmest"] if others else [])
-                           + ([f"the machine was crowded (matmul {gflops:.0f} against a calm "
-                               f"{kept['calm_gflops']:.0f} GFLOP/s)"]
-                              if kept["crowded"] and not crowded else [])}
-                    result["results"].append(row)
-                    _console_row(row, names)
+                        group["attempts"].append(attempt(group))
+                        row = _group_row(group, dtype, threads, fpr)
+                        result["results"][result["results"].index(group["row"])] = row
+                        group["row"] = row
+                        _console_row(row, names)
                 mm["gflops"] = float(statistics.median(mm["gflops_all"]))
                 mm["limit_rows_per_s"] = mm["gflops"] * 1e9 / fpr
                 result["matmul"].append(mm)
@@ -1089,6 +1070,44 @@ def run_speed(args):
     result["wall_seconds"] = time.perf_counter() - t_start
     _write_outputs(args, result, "bench")
     return 0 if _all_ok(result) else 1
+
+
+def _group_row(group, dtype, threads, fpr):
+    """The result row of a measured group: its calmest attempt (not crowded
+    if any, else the one with the fastest probes), the others kept aside."""
+    attempts = group["attempts"]
+    kept = min(attempts, key=lambda a: (a["crowded"], -a["matmul_gflops"]))
+    fw, probed, gflops = kept["frameworks"], kept["probed"], kept["matmul_gflops"]
+    crowded = kept["crowded_periods"]
+    others = [{"matmul_gflops": a["matmul_gflops"], "calm_gflops": a["calm_gflops"],
+               "crowded_periods": a["crowded_periods"],
+               "rows_per_s": {k: v.get("rows_per_s") for k, v in a["frameworks"].items()}}
+              for a in attempts if a is not kept]
+    limit = gflops * 1e9 / fpr
+    frac = {k: (v["rows_per_s"] / limit if v.get("rows_per_s") else None)
+            for k, v in fw.items()}
+    f_rate = fw["fastsgd"].get("rows_per_s")
+    notes = _check_notes(fw, dtype)
+    if crowded:
+        notes.append(f"fastsgd's team stepped aside {crowded} time(s): other processes "
+                     "crowded the cores (fsg_wake.h)")
+    elif kept["crowded"]:
+        notes.append(f"the machine was crowded (matmul {gflops:.0f} against a calm "
+                     f"{kept['calm_gflops']:.0f} GFLOP/s)")
+    if others:
+        notes.append(f"measured {len(attempts)} times (the machine was crowded); this is "
+                     "the calmest")
+    return {"dtype": dtype, "threads": threads, "batch_size": group["batch"],
+            "batch_label": "full" if group["bs"] is None else str(group["bs"]),
+            "full_batch": group["bs"] is None, "n_rows": group["n"], "epochs": group["epochs"],
+            "learning_rate": group["lr"], "flops_per_row": fpr,
+            "matmul_gflops": gflops, "matmul_gflops_all": probed,
+            "limit_rows_per_s": limit, "loadavg": _loadavg(),
+            "frameworks": fw, "fraction_of_limit": frac,
+            "ratio_vs_sklearn": _ratio(f_rate, fw.get("scikit-learn", {}).get("rows_per_s")),
+            "ratio_vs_torch": _ratio(f_rate, fw.get("torch", {}).get("rows_per_s")),
+            "crowded_periods": crowded, "crowded": kept["crowded"],
+            "other_attempts": others, "notes": notes}
 
 
 def _thread_speedup(results):
