@@ -223,13 +223,13 @@ def test_crowded_groups_are_measured_again_within_the_budget(tmp_path, monkeypat
     from fastsgd import _bench
     monkeypatch.setattr(_bench, "CROWDED_PROBE_SHARE", 1e9)
     monkeypatch.setattr(_bench, "CROWDED_RETRY_BUDGET", 3)
-    out = tmp_path / "results"
+    out_dir = tmp_path / "results"
     argv = ["--batch-sizes", "64,full", "--dtypes", "float32", "--threads", "1",
             "--rows", "256", "--epochs", "1", "--repeats", "1", "--matmul-size", "256",
             "--no-torch", "--no-linear", "--no-stream", "--crowded-retries", "2",
-            "--out", str(out)]
+            "--out", str(out_dir)]
     _bench.main(argv)
-    result = json.loads((out / "bench.json").read_text())
+    result = json.loads((out_dir / "bench.json").read_text())
     assert result["config"]["crowded_retries"] == 2
     first, second = result["results"]
     assert len(first["other_attempts"]) == 2 and len(second["other_attempts"]) == 1
@@ -239,6 +239,8 @@ def test_crowded_groups_are_measured_again_within_the_budget(tmp_path, monkeypat
         kept = row["matmul_gflops"]
         assert all(a["matmul_gflops"] <= kept for a in row["other_attempts"])
         assert all(a["rows_per_s"]["fastsgd"] > 0 for a in row["other_attempts"])
+    md = (out_dir / "bench.md").read_text()
+    assert "- float32, 1 thread(s), batch 64: " in md and "this is the calmest" in md
     out = capsys.readouterr().out
     assert out.count("(crowded: measured again at the end of this section)") == 2
     assert out.count("float32, 1 thread: the crowded groups again") == 2

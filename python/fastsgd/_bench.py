@@ -682,6 +682,12 @@ def write_markdown(path, result):
                       _fmt_frac(row["fraction_of_limit"].get("fastsgd"))]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        noted = [r for r in result["results"] if r.get("notes")]
+        if noted:
+            lines += ["Notes on single rows (crowding, failures, checks):", ""]
+            lines += [f"- {r['dtype']}, {r['threads']} thread(s), batch {r['batch_label']}: "
+                      + "; ".join(r["notes"]) for r in noted]
+            lines.append("")
     if result.get("thread_speedup"):
         batches = list(dict.fromkeys(s["batch_label"] for s in result["thread_speedup"]))
         lines += ["## fastsgd: more threads against one", "",
