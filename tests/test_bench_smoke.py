@@ -244,3 +244,9 @@ def test_crowded_groups_are_measured_again_within_the_budget(tmp_path, monkeypat
     out = capsys.readouterr().out
     assert out.count("(crowded: measured again at the end of this section)") == 2
     assert out.count("float32, 1 thread: the crowded groups again") == 2
+
+
+def test_negative_crowded_retries_are_rejected():
+    from fastsgd import _bench
+    with pytest.raises(SystemExit, match="--crowded-retries must be >= 0"):
+        _bench.main(["--crowded-retries", "-1", "--no-torch"])
