@@ -84,6 +84,10 @@ static inline int64_t fsg_now_ns(void) {
 #define FSG_CROWD_WAIT_PERCENT 10
 #define FSG_CROWD_FIRST_NS 250000000LL
 #define FSG_CROWD_MAX_NS 4000000000LL
+/* how often, and how many times in a row, free cores must be seen to end a
+ * period early (see "the end of a crowded period" below) */
+#define FSG_CROWD_POLL_NS 5000000LL
+#define FSG_CROWD_FREE_POLLS 3
 
 typedef struct {
     int64_t until_ns;       /* team calls run alone until then */
@@ -93,9 +97,13 @@ typedef struct {
     int64_t episodes;       /* crowded periods begun (tests, diagnostics) */
     int64_t verdict_window_ns;  /* the window of the last wait verdict that */
     int64_t verdict_wait_ns;    /* found a crowd, and its wait (diagnostics) */
+    int64_t next_poll_ns;   /* when the master next looks for free cores */
+    int64_t free_polls;     /* ... and how many looks in a row found them */
+    int64_t early_ends;     /* periods ended by free cores (tests, diagnostics) */
+    int64_t start_looks;    /* periods begun by a look at a call's start (same) */
 } fsg_crowd_state;
 
-static fsg_crowd_state fsg_crowd = {0, 0, 0, 0, 0, 0, 0};
+static fsg_crowd_state fsg_crowd = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 
 /* ns the calling thread has so far spent runnable but waiting for a CPU;
  * -1 where unknown (then only stalls can find a crowd) */
@@ -121,11 +129,11 @@ static inline int fsg_crowded(int64_t now) {
     return now < __atomic_load_n(&fsg_crowd.until_ns, __ATOMIC_RELAXED);
 }
 
-/* the team is crowded out as of `now`: run alone for a while */
-static inline void fsg_crowd_begin(int64_t now) {
+/* a crowded period begins as of `now`, unless one lasts; 1 if it began */
+static inline int fsg_crowd_open(int64_t now) {
     int64_t until = __atomic_load_n(&fsg_crowd.until_ns, __ATOMIC_RELAXED);
     int64_t backoff = __atomic_load_n(&fsg_crowd.backoff_ns, __ATOMIC_RELAXED);
-    if (now < until) return;
+    if (now < until) return 0;
     /* crowded again soon after the last period ended: twice as long */
     backoff = (backoff > 0 && now - until < 2 * backoff)
                   ? (2 * backoff < FSG_CROWD_MAX_NS ? 2 * backoff : FSG_CROWD_MAX_NS)
@@ -134,7 +142,14 @@ static inline void fsg_crowd_begin(int64_t now) {
     __atomic_store_n(&fsg_crowd.until_ns, now + backoff, __ATOMIC_RELAXED);
     __atomic_store_n(&fsg_crowd.window_ns, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&fsg_crowd.window_wait_ns, 0, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&fsg_crowd.episodes, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&fsg_crowd.next_poll_ns, now + FSG_CROWD_POLL_NS, __ATOMIC_RELAXED);
+    __atomic_store_n(&fsg_crowd.free_polls, 0, __ATOMIC_RELAXED);
+    return 1;
+}
+
+/* the team is crowded out as of `now`: run alone for a while */
+static inline void fsg_crowd_begin(int64_t now) {
+    if (fsg_crowd_open(now)) __atomic_add_fetch(&fsg_crowd.episodes, 1, __ATOMIC_RELAXED);
 }
 
 /* after team_ns of team time during which the master waited wait_ns for a
@@ -152,8 +167,104 @@ static inline int fsg_crowd_record(int64_t team_ns, int64_t wait_ns, int64_t now
     return 1;
 }
 
+/* ---- the end of a crowded period ---------------------------------------
+ *
+ * A crowd often leaves well before its period is over.  The commonest one
+ * lives in the process itself: after every multi-threaded product,
+ * OpenBLAS's idle workers spin for about 2**28 cycles, and the fit's BLAS
+ * limit of one thread does not stop them (measured: 2 threads runnable for
+ * ~100 ms after a 1500x1500 numpy product on this 2-vCPU machine, then 1).
+ * A fit started right after a PCA or a matmul found that crowd, ran alone
+ * for 250 ms, and trained at 21-35k rows/s instead of 38-52k (float64,
+ * batch 1, 2,000 rows).  So while the team runs alone, the master looks
+ * every FSG_CROWD_POLL_NS at how many threads the system has runnable
+ * (/proc/loadavg, itself included); FSG_CROWD_FREE_POLLS looks in a row
+ * with room for the rest of the team end the period.  Where that count
+ * covers more than this machine (a container seeing its host) there is
+ * rarely room, and the period runs its course as before.  The back-off is
+ * kept: a crowd back soon after still doubles the next period.
+ *
+ * The same count, read as a team call starts after the team has idled,
+ * finds such a crowd before the team meets it: no room then begins a
+ * period at once (ended by the looks above as soon as there is room).
+ * Only after FSG_CROWD_LOOK_IDLE_NS: our own OpenMP threads spin for
+ * ~7.5 ms after a region (measured) and would count as a crowd. */
+#define FSG_CROWD_LOOK_IDLE_NS 10000000LL
+
+/* CPUs the process may use (affinity and cgroup quota), noted by the
+ * engine before each fit; 0 = unknown: no looks, periods run their course */
+static int fsg_usable_cpus = 0;
+
+/* tests: >= 0 replaces the runnable count read from /proc/loadavg */
+static int fsg_runnable_override = -1;
+
+/* threads runnable in the whole system now, the caller included; -1 where
+ * unknown (then a period always runs its course) */
+static inline int fsg_runnable_now(void) {
+    if (fsg_runnable_override >= 0) return fsg_runnable_override;
+#if defined(__linux__)
+    char buf[128];
+    int fd = open("/proc/loadavg", O_RDONLY);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    /* "0.25 0.73 0.90 1/85 16702": the fourth field is running/total */
+    char *p = buf;
+    for (int field = 0; field < 3; field++) {
+        while (*p && *p != ' ') p++;
+        while (*p == ' ') p++;
+    }
+    char *end;
+    long running = strtol(p, &end, 10);
+    return (end != p && *end == '/') ? (int)running : -1;
+#else
+    return -1;
+#endif
+}
+
+/* one look, decided: `runnable` threads in the system (the caller among
+ * them), a team of n_threads, n_cpus cores for it; returns 1 when this
+ * look ends the crowded period */
+static inline int fsg_crowd_look(int64_t now, int runnable, int n_threads, int n_cpus) {
+    if (runnable < 0 || !fsg_crowded(now)) return 0;
+    if (runnable - 1 + n_threads > n_cpus) {
+        __atomic_store_n(&fsg_crowd.free_polls, 0, __ATOMIC_RELAXED);
+        return 0;
+    }
+    if (__atomic_add_fetch(&fsg_crowd.free_polls, 1, __ATOMIC_RELAXED) < FSG_CROWD_FREE_POLLS)
+        return 0;
+    __atomic_store_n(&fsg_crowd.until_ns, now, __ATOMIC_RELAXED);
+    __atomic_store_n(&fsg_crowd.free_polls, 0, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&fsg_crowd.early_ends, 1, __ATOMIC_RELAXED);
+    return 1;
+}
+
+/* a caller running alone in a crowded period: look for free cores when
+ * it is time to; returns 1 when the period has just ended */
+static inline int fsg_crowd_poll(int64_t now, int n_threads) {
+    if (fsg_usable_cpus <= 0 || !fsg_crowded(now)
+        || now < __atomic_load_n(&fsg_crowd.next_poll_ns, __ATOMIC_RELAXED))
+        return 0;
+    __atomic_store_n(&fsg_crowd.next_poll_ns, now + FSG_CROWD_POLL_NS, __ATOMIC_RELAXED);
+    return fsg_crowd_look(now, fsg_runnable_now(), n_threads, fsg_usable_cpus);
+}
+
+/* a team call of n_threads about to start: after an idle team, no room for
+ * it in the system right now begins a crowded period; returns 1 if so */
+static inline int fsg_crowd_start_look(int64_t now, int n_threads) {
+    if (fsg_usable_cpus <= 0 || n_threads < 2 || fsg_crowded(now)
+        || now - __atomic_load_n(&fsg_wake.last_end_ns, __ATOMIC_RELAXED) < FSG_CROWD_LOOK_IDLE_NS)
+        return 0;
+    int runnable = fsg_runnable_now();
+    if (runnable < 0 || runnable - 1 + n_threads <= fsg_usable_cpus) return 0;
+    if (fsg_crowd_open(now)) __atomic_add_fetch(&fsg_crowd.start_looks, 1, __ATOMIC_RELAXED);
+    return 1;
+}
+
 static inline int fsg_wake_worth(int64_t now, int64_t solo_ns, int n_threads) {
-    if (n_threads >= 2 && fsg_crowded(now)) {
+    if (n_threads >= 2 && fsg_crowded(now) && !fsg_crowd_poll(now, n_threads)) {
         __atomic_add_fetch(&fsg_wake.solo_calls, 1, __ATOMIC_RELAXED);
         return 0;
     }

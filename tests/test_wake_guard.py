@@ -27,7 +27,9 @@ def wake():
     period (a busy machine could have begun one) before or after."""
     saved = _engine.get_tuning()
     _engine.forget_crowding()
+    _engine._set_runnable_override(1)   # room for the team: no crowd at a call's start
     yield
+    _engine._set_runnable_override(-1)
     _engine.set_tuning(**saved)
     _engine._set_wake_ns(0)
     _engine.forget_crowding()
@@ -161,9 +163,11 @@ def test_a_new_engine_is_judged_by_the_last_calls_cost(wake):
 
 @pytest.fixture
 def no_crowding():
-    """Start and end without any crowded period (process-wide state)."""
+    """Start and end without any crowded period (process-wide state), and
+    restore the system's runnable count the engine reads (/proc/loadavg)."""
     _engine.forget_crowding()
     yield
+    _engine._set_runnable_override(-1)
     _engine.forget_crowding()
 
 
@@ -213,6 +217,7 @@ def test_a_crowded_period_runs_two_thread_calls_alone_with_the_same_numbers(no_c
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         alone = fit(1)
+        _engine._set_runnable_override(99)   # the crowd stays
         _engine._crowd_policy("begin", time.monotonic_ns())   # (fsg_now_ns's clock)
         solo_before = _engine.wake_stats()["solo_calls"]
         crowded = fit(2)
@@ -226,7 +231,9 @@ def test_busy_processes_on_every_core_make_a_team_step_aside(no_crowding):
     # as many spinning processes as this process may use cores: the team is
     # crowded out, and notices within its epoch (a fit of about a second
     # alone would otherwise take much longer).  At this batch size two
-    # mechanisms can notice: the crowd guard, or the small-batch probe that
+    # mechanisms can notice: the crowd guard (by the look at the fit's start
+    # that finds no room for the team among the system's runnable threads,
+    # or by the master's wait for a CPU), or the small-batch probe that
     # times the team against the master alone and keeps the faster (once it
     # picks alone, the team runs only in later probes, too briefly for the
     # guard's 20 ms window)
@@ -251,5 +258,93 @@ def test_busy_processes_on_every_core_make_a_team_step_aside(no_crowding):
         _engine.forget_adapt_memory()
     probes = est._engine_cache[1].adapt_stats()
     crowd = _engine.crowd_stats()
-    assert crowd["episodes"] >= 1 or probes["solo_batches"] > probes["team_batches"], (
-        crowd, probes)
+    assert (crowd["episodes"] >= 1 or crowd["start_looks"] >= 1
+            or probes["solo_batches"] > probes["team_batches"]), (crowd, probes)
+
+
+def test_a_crowded_period_ends_after_three_looks_in_a_row_find_room(no_crowding):
+    ms = 1_000_000
+    t = 10**15
+    look = lambda at, runnable, n_threads=2, n_cpus=2: _engine._crowd_policy(  # noqa: E731
+        "look", at, runnable=runnable, n_threads=n_threads, n_cpus=n_cpus)
+    assert not look(t, 1)   # no period: nothing to end
+    _engine._crowd_policy("begin", t)
+    # the caller alone on 2 cpus leaves room for a team of 2; a neighbour does not
+    assert not look(t + 5 * ms, 1) and not look(t + 10 * ms, 1)
+    assert not look(t + 15 * ms, 2)          # ... and starts the count again
+    assert not look(t + 20 * ms, 1) and not look(t + 25 * ms, 1)
+    assert not look(t + 30 * ms, -1)         # unknown count: no verdict, count kept
+    assert look(t + 35 * ms, 1)
+    assert not _engine._crowd_policy("crowded", t + 35 * ms)
+    assert _engine.crowd_stats()["early_ends"] == 1
+    # a crowd back soon after still doubles the period (the back-off is kept)
+    _engine._crowd_policy("begin", t + 40 * ms)
+    assert _engine.crowd_stats()["backoff_ms"] == 500.0
+    # room is judged against the cpus: 3 runnable on 4 cpus leave room for 2
+    for i in range(3):
+        ended = look(t + (45 + 5 * i) * ms, 3, 2, 4)
+    assert ended and _engine.crowd_stats()["early_ends"] == 2
+
+
+def _long_fit(n_threads, X, y):
+    return MLPClassifier(hidden_layer_sizes=(128,), batch_size=8, max_iter=1,
+                         learning_rate_init=0.001, random_state=0,
+                         n_threads=n_threads).fit(X, y)
+
+
+def test_a_crowd_that_leaves_hands_the_fit_back_to_the_team(no_crowding):
+    # a fit (alone, ~0.1 s) begun in a crowded period; the system then shows
+    # room for the team: looks end the period within the fit, the team joins
+    # in, and the numbers are those of one thread
+    X, y = make_dataset(12000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alone = _long_fit(1, X, y)
+        _long_fit(2, X, y)   # (the engine's time per row: this fit is a long call)
+        for runnable, ended in ((99, False), (1, True)):
+            _engine.forget_crowding()
+            _engine._set_runnable_override(runnable)
+            _engine._crowd_policy("begin", time.monotonic_ns())   # (fsg_now_ns's clock)
+            team_before = _engine.wake_stats()["team_calls"]
+            est = _long_fit(2, X, y)
+            stats = _engine.crowd_stats()
+            assert (stats["early_ends"] >= 1) is ended, (runnable, stats)
+            # the long call took the team along, to join when there is room
+            assert _engine.wake_stats()["team_calls"] > team_before
+            for a, b in zip(alone.coefs_ + alone.intercepts_, est.coefs_ + est.intercepts_):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_a_crowd_seen_as_a_call_starts_runs_it_alone_until_there_is_room(no_crowding):
+    X, y = make_dataset(600)
+    X = X[:, :256].copy()
+    fit = lambda n_threads: MLPClassifier(  # noqa: E731
+        hidden_layer_sizes=(64,), batch_size=8, max_iter=2, learning_rate_init=0.001,
+        random_state=0, n_threads=n_threads).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alone = fit(1)
+        for runnable, seen in ((1, False), (3, True)):
+            _engine.forget_crowding()
+            _engine._set_runnable_override(runnable)
+            _engine._set_wake_ns(0)   # (the wake guard would send the team at once)
+            time.sleep(0.02)   # the team idle longer than FSG_CROWD_LOOK_IDLE_NS
+            solo_before = _engine.wake_stats()["solo_calls"]
+            crowded = fit(2)
+            stats = _engine.crowd_stats()
+            assert (stats["start_looks"] >= 1) is seen, (runnable, stats)
+            assert stats["episodes"] == 0   # (a look is no verdict on the team)
+            if seen:
+                assert stats["crowded_now"]
+                assert _engine.wake_stats()["solo_calls"] > solo_before
+            for a, b in zip(alone.coefs_ + alone.intercepts_,
+                            crowded.coefs_ + crowded.intercepts_):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_the_engine_reads_the_systems_runnable_threads():
+    n = _engine._set_runnable_override(-1)
+    if sys.platform.startswith("linux"):
+        assert n >= 1   # this thread, at least
+    else:
+        assert n == -1

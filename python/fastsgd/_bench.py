@@ -1158,9 +1158,12 @@ def _freeze_imports():
 
 
 def _crowded_periods():
-    """Crowded periods the engine has begun in this process (fsg_wake.h)."""
+    """Crowded periods the engine has begun in this process (fsg_wake.h):
+    by the team's waits, or by a look at a call's start that found no room
+    for the team among the system's runnable threads."""
     from fastsgd import _engine
-    return _engine.crowd_stats()["episodes"]
+    stats = _engine.crowd_stats()
+    return stats["episodes"] + stats["start_looks"]
 
 
 def _loadavg():

@@ -28,6 +28,7 @@ def _usable_cpus():
     except Exception:  # pragma: no cover - joblib always comes with sklearn
         usable = max(1, len(mask) if mask is not None else os.cpu_count() or 1)
     _cpus_seen = (mask, usable)
+    _engine._note_usable_cpus(usable)   # (the crowd guard's room for a team)
     return usable
 
 

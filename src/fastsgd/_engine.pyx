@@ -606,7 +606,17 @@ cdef extern from "fsg_wake.h" nogil:
         int64_t episodes
         int64_t verdict_window_ns
         int64_t verdict_wait_ns
+        int64_t next_poll_ns
+        int64_t free_polls
+        int64_t early_ends
+        int64_t start_looks
     fsg_crowd_state fsg_crowd
+    int fsg_runnable_override
+    int fsg_usable_cpus
+    int fsg_runnable_now() noexcept
+    int fsg_crowd_look(int64_t now, int runnable, int n_threads, int n_cpus) noexcept
+    int fsg_crowd_poll(int64_t now, int n_threads) noexcept
+    int fsg_crowd_start_look(int64_t now, int n_threads) noexcept
     int64_t fsg_cpu_wait_ns() noexcept
     int fsg_crowded(int64_t now) noexcept
     void fsg_crowd_begin(int64_t now) noexcept
@@ -1104,6 +1114,18 @@ cdef double STALL_PAIR_NS = 100e6
 cdef Py_ssize_t _stalls = 0          # stalls seen (diagnostics)
 cdef Py_ssize_t _helper_verdicts = 0 # crowded periods a helper's wait began
 cdef double _last_stall_ns = -1e18
+# a call in a crowded period that would take this long alone still takes
+# the team along: the master runs alone, looks for free cores, and the team
+# joins it when they are (fsg_wake.h); shorter calls run alone
+cdef double CROWD_LONG_CALL_NS = 50e6
+
+
+def _note_usable_cpus(int n):
+    """CPUs this process may use (fastsgd._threads, before each fit): a
+    crowded period ends early when the system has room on them for the
+    team (fsg_wake.h); 0 = unknown, a period runs its course."""
+    global fsg_usable_cpus
+    fsg_usable_cpus = n
 
 
 cdef inline void note_helper_verdict() noexcept nogil:
@@ -1120,7 +1142,8 @@ def crowd_stats():
                 backoff_ms=fsg_crowd.backoff_ns / 1e6, stalls=_stalls,
                 verdict_window_ms=fsg_crowd.verdict_window_ns / 1e6,
                 verdict_wait_ms=fsg_crowd.verdict_wait_ns / 1e6,
-                helper_verdicts=_helper_verdicts)
+                helper_verdicts=_helper_verdicts, early_ends=fsg_crowd.early_ends,
+                start_looks=fsg_crowd.start_looks)
 
 
 def forget_crowding():
@@ -1129,23 +1152,37 @@ def forget_crowding():
     fsg_crowd.window_ns = fsg_crowd.window_wait_ns = 0
     fsg_crowd.episodes = 0
     fsg_crowd.verdict_window_ns = fsg_crowd.verdict_wait_ns = 0
+    fsg_crowd.next_poll_ns = fsg_crowd.free_polls = fsg_crowd.early_ends = 0
+    fsg_crowd.start_looks = 0
     global _stalls, _last_stall_ns, _helper_verdicts
     _stalls = 0
     _helper_verdicts = 0
     _last_stall_ns = -1e18
 
 
-def _crowd_policy(str what, int64_t now, int64_t team_ns=0, int64_t wait_ns=0):
+def _crowd_policy(str what, int64_t now, int64_t team_ns=0, int64_t wait_ns=0,
+                  int runnable=0, int n_threads=2, int n_cpus=2):
     """The crowding policy of fsg_wake.h on a made-up clock, for its tests:
     'record' team time and the master's wait for a CPU in it (True when that
-    begins a crowded period), 'begin' a period, or ask whether it is
-    'crowded'."""
+    begins a crowded period), 'begin' a period, 'look' at `runnable` threads
+    in the system for a team of n_threads on n_cpus (True when that ends the
+    period), or ask whether it is 'crowded'."""
     if what == "record":
         return bool(fsg_crowd_record(team_ns, wait_ns, now))
+    if what == "look":
+        return bool(fsg_crowd_look(now, runnable, n_threads, n_cpus))
     if what == "begin":
         fsg_crowd_begin(now)
         return None
     return bool(fsg_crowded(now))
+
+
+def _set_runnable_override(int n):
+    """Tests: n >= 0 is taken as the system's runnable thread count instead
+    of /proc/loadavg's; -1 reads it again.  Returns what the engine reads."""
+    global fsg_runnable_override
+    fsg_runnable_override = n
+    return fsg_runnable_now()
 
 
 cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floating *params,
@@ -1223,7 +1260,7 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
             return STATUS_NONFINITE_X
         # crowding (fsg_wake.h): two stalls, or the master waiting for a CPU
         # too much of its team time, send the team solo for a while; then
-        # it is tried again
+        # it is tried again, sooner if the cores are seen free
         if p.n_threads > 1 and p.crowd_guard and (w.stalled or crowd_solo or k % 16 == 15):
             t = now_ns()
             if w.stalled:
@@ -1234,6 +1271,9 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
                 if t - _last_stall_ns < STALL_PAIR_NS:
                     fsg_crowd_begin(<int64_t> t)
                 _last_stall_ns = t
+            elif crowd_solo:
+                # the crowd may have left (OpenBLAS's spinning workers, say)
+                fsg_crowd_poll(<int64_t> t, p.n_threads)
             elif not crowd_solo and t - t_check >= CROWD_CHECK_NS:
                 now_wait = fsg_cpu_wait_ns()
                 if not w.solo and now_wait >= 0 and cpu_wait >= 0:
@@ -1817,6 +1857,10 @@ cdef class Engine:
             solo_ns = (self._row_ns * n if self._row_ns_batch == batch_size
                        else _train_unit_ns * n * self.n_params)
             team_call = fsg_wake_worth(t_start, <int64_t> solo_ns, n_threads)
+            if fsg_crowded(t_start) or (team_call and fsg_crowd_start_look(t_start, n_threads)):
+                # crowded (fsg_wake.h): run_epoch runs alone and looks for
+                # free cores; a long call brings the team for when it does
+                team_call = solo_ns >= CROWD_LONG_CALL_NS
         self._plan.n_threads = n_threads if team_call else 1
         fsg_team_init(&team)
         status[0] = STATUS_OK
