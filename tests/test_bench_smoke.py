@@ -250,3 +250,44 @@ def test_negative_crowded_retries_are_rejected():
     from fastsgd import _bench
     with pytest.raises(SystemExit, match="--crowded-retries must be >= 0"):
         _bench.main(["--crowded-retries", "-1", "--no-torch"])
+
+
+def test_settle_waits_until_no_other_thread_of_the_process_runs(monkeypatch):
+    from fastsgd import _bench
+    sleeps = []
+    monkeypatch.setattr(_bench.time, "sleep", sleeps.append)   # (no real pause)
+    looks = iter([2, 1, 0, 1, 0, 0, 3])
+    monkeypatch.setattr(_bench, "_other_threads_running", lambda: next(looks))
+    _bench.settle()
+    # the minimum pause, then looks until two in a row find nothing running
+    assert sleeps == [_bench.SETTLE_MIN_SECONDS] + [_bench.SETTLE_LOOK_SECONDS] * 5
+    assert next(looks) == 3
+    # where the threads cannot be seen: the whole pause, at once
+    sleeps.clear()
+    monkeypatch.setattr(_bench, "_other_threads_running", lambda: None)
+    _bench.settle()
+    assert len(sleeps) == 2 and sleeps[0] == _bench.SETTLE_MIN_SECONDS
+    assert 0 < sleeps[1] <= _bench.SETTLE_SECONDS   # (the rest of it)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
+def test_a_thread_working_outside_the_gil_is_seen_running():
+    import hashlib
+    import threading
+
+    from fastsgd import _bench
+    stop = threading.Event()
+    data = b"x" * (1 << 24)
+
+    def work():   # hashing a large buffer releases the GIL
+        while not stop.is_set():
+            hashlib.sha256(data).digest()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        seen = [_bench._other_threads_running() for _ in range(50)]
+    finally:
+        stop.set()
+        worker.join()
+    assert max(seen) >= 1, seen

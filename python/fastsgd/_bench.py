@@ -23,8 +23,9 @@ Method
 * Each group (dtype, threads, batch size) first warms every framework up on
   a few batches, then runs ``repeats`` rounds interleaved (fastsgd,
   scikit-learn, PyTorch, fastsgd, ...) and reports the median.  Before each
-  timed run: gc.collect() (imports are gc.freeze()-d) and a 30 ms pause so
-  the previous framework's spinning threads have gone to sleep.
+  timed run: gc.collect() (imports are gc.freeze()-d) and a pause of at
+  least 30 ms, until the previous framework's spinning threads have gone
+  to sleep (at most 0.15 s).
 * Threads: fastsgd ``n_threads=k``; scikit-learn and numpy
   ``threadpoolctl.threadpool_limits(k, "blas")``; PyTorch
   ``torch.set_num_threads(k)``.
@@ -57,6 +58,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import warnings
 
@@ -79,13 +81,17 @@ MEMORY_FEATURES = 100
 MEMORY_HIDDEN = (32,)
 # Pause before every timed fit and matmul probe.  After a multithreaded run
 # the previous runtime's idle threads keep spinning: OpenBLAS's for about
-# 2**28 cycles (~0.1 s), libgomp's and torch's for milliseconds.  Measured
-# here: a 2-thread matmul right after a torch epoch ran ~17% slower; a
+# 2**28 cycles (~0.1 s), libgomp's (fastsgd's, torch's) for ~9 ms (measured
+# here).  A 2-thread matmul right after a torch epoch ran ~17% slower; a
 # 2-thread fastsgd fit (batch 8) right after a 2-thread numpy matmul took
 # 43 ms, 22 ms after a 30 ms pause, 18 ms after 0.1 s, 17 ms after 0.3 s.
-# 0.15 s clears OpenBLAS's spin and keeps the default run near 5 minutes
-# (about 560 pauses).
+# So the pause lasts until no other thread of this process has run for two
+# looks SETTLE_LOOK_SECONDS apart (/proc/self/task), at least SETTLE_MIN and
+# at most SETTLE_SECONDS; a fixed SETTLE_SECONDS where that cannot be seen.
+# (A fixed 0.15 s took ~100 s of a 460 s run's ~700 pauses.)
 SETTLE_SECONDS = 0.15
+SETTLE_MIN_SECONDS = 0.03
+SETTLE_LOOK_SECONDS = 0.005
 # a group whose matrix-product probes ran below this share of the run's
 # calm rate for its dtype and threads (or during which fastsgd's team saw
 # its cores crowded) is measured again at the end of its section (a
@@ -384,13 +390,55 @@ class MatmulProbe:
         return 2.0 * self.size ** 3 / (time.perf_counter() - start) / 1e9
 
 
-def _measure(runner, X, y, batch_size, lr, epochs, threads):
-    """One timed fit; returns (seconds, state, error)."""
+def _other_threads_running():
+    """How many of this process's other threads are running or runnable
+    now (Linux /proc/self/task); None where that cannot be read."""
+    me = threading.get_native_id()
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    running = 0
+    for tid in tasks:
+        if int(tid) == me:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:   # the thread has just ended
+            continue
+        # "tid (comm) S ...": comm may hold spaces and parentheses
+        if stat.rpartition(")")[2].split()[0] == "R":
+            running += 1
+    return running
+
+
+def settle():
+    """Pause until the previous framework's idle threads have stopped
+    spinning (see SETTLE_SECONDS)."""
+    start = time.perf_counter()
+    time.sleep(SETTLE_MIN_SECONDS)
+    quiet = 0
+    while time.perf_counter() - start < SETTLE_SECONDS:
+        running = _other_threads_running()
+        if running is None:
+            time.sleep(max(0.0, SETTLE_SECONDS - (time.perf_counter() - start)))
+            return
+        quiet = quiet + 1 if running == 0 else 0
+        if quiet >= 2:
+            return
+        time.sleep(SETTLE_LOOK_SECONDS)
+
+
+def _measure(runner, X, y, batch_size, lr, epochs, threads, timed=True):
+    """One fit, timed; returns (seconds, state, error).  A warm-up fit
+    (timed=False) skips the garbage collection and the pause."""
     from sklearn.exceptions import ConvergenceWarning
     try:
         state = runner.setup(X, y, batch_size, lr, epochs, threads)
-        gc.collect()
-        time.sleep(SETTLE_SECONDS)
+        if timed:
+            gc.collect()
+            settle()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             start = time.perf_counter()
@@ -405,17 +453,26 @@ def run_group(runners, X, y, batch_size, lr, epochs, threads, repeats, warmup=Tr
               probe=None):
     """Warm every framework up on a few batches, then ``repeats`` interleaved
     rounds (fastsgd, scikit-learn, torch, [matmul probe], fastsgd, ...).
-    Returns ({framework: result dict}, probe GFLOP/s list)."""
+    Returns ({framework: result dict}, probe GFLOP/s list, crowded periods
+    fastsgd's engine began during the timed rounds)."""
     n = X.shape[0]
     if warmup:
         m = min(n, max(2 * batch_size, 64))
         for r in runners:
-            _measure(r, X[:m], y[:m], min(batch_size, m), lr, 1, threads)
+            _measure(r, X[:m], y[:m], min(batch_size, m), lr, 1, threads, timed=False)
+    # what the first fits imported or cached lazily (torch's optimiser, say)
+    # joins the frozen imports: each gc.collect() below then walks only the
+    # objects made since (it took ~50 ms each without)
+    gc.collect()
+    if hasattr(gc, "freeze"):
+        gc.freeze()
+    # (a warm-up fit right after the last group may meet its spinning threads)
+    crowded_before = _crowded_periods()
     times = {r.name: [] for r in runners}
     last, errors, probed = {}, {}, []
     for _ in range(repeats):
         if probe is not None:
-            time.sleep(SETTLE_SECONDS)
+            settle()
             probed.append(probe())
         for r in runners:
             if r.name in errors:
@@ -426,6 +483,7 @@ def run_group(runners, X, y, batch_size, lr, epochs, threads, repeats, warmup=Tr
                 continue
             times[r.name].append(seconds)
             last[r.name] = state
+    crowded = _crowded_periods() - crowded_before
     out = {}
     for r in runners:
         res = {"seconds_all": times[r.name], "epochs": epochs,
@@ -455,7 +513,7 @@ def run_group(runners, X, y, batch_size, lr, epochs, threads, repeats, warmup=Tr
         except Exception:
             diff = None
         out["fastsgd"]["max_abs_weight_diff_vs_sklearn"] = diff
-    return out, probed
+    return out, probed, crowded
 
 
 # --------------------------------------------------------------- reporting
@@ -1011,11 +1069,10 @@ def run_speed(args):
                 def attempt(group):
                     """Measure a group once; returns the attempt (and notes
                     the run's calm rate)."""
-                    crowded_before = _crowded_periods()
-                    fw, probed = run_group(runners, group["X"], group["y"], group["batch"],
-                                           group["lr"], group["epochs"], threads,
-                                           args.repeats, probe=probe)
-                    crowded = _crowded_periods() - crowded_before
+                    fw, probed, crowded = run_group(runners, group["X"], group["y"],
+                                                    group["batch"], group["lr"],
+                                                    group["epochs"], threads, args.repeats,
+                                                    probe=probe)
                     mm["gflops_all"] += probed
                     gflops = statistics.median(probed)
                     reference = calm_gflops(calm, dtype, threads, physical_cores)
@@ -1199,7 +1256,7 @@ def run_linear(args, data, y, result, use_torch):
     with threadpool_limits(1, "blas"):
         for dtype in args.dtypes:
             X, yy = data[dtype][:n], y[:n]
-            fw, _ = run_group(runners, X, yy, 1, learning_rate_for(1), 1, 1, args.repeats)
+            fw, _, _ = run_group(runners, X, yy, 1, learning_rate_for(1), 1, 1, args.repeats)
             f_rate = fw["fastsgd"].get("rows_per_s")
             ratios = {k: _ratio(f_rate, fw.get(k, {}).get("rows_per_s"))
                       for k in ("SGDClassifier", "scikit-learn", "torch")}
@@ -1241,7 +1298,7 @@ def run_stream(args, data, y, result, use_torch):
         for threads in args.threads:
             _set_torch_threads(threads)
             with threadpool_limits(threads, "blas"):
-                fw, _ = run_group(runners, data[dtype][:n], y[:n], chunk, lr, 1, threads,
+                fw, _, _ = run_group(runners, data[dtype][:n], y[:n], chunk, lr, 1, threads,
                                   args.repeats)
             for res in fw.values():
                 if res.get("seconds_median"):
@@ -1257,7 +1314,7 @@ def run_stream(args, data, y, result, use_torch):
         r.pause, r.call_seconds = STREAM_PAUSE_S, []
     _set_torch_threads(threads)
     with threadpool_limits(threads, "blas"):
-        fw, _ = run_group(runners, data[dtype][:n], y[:n], chunk, lr, 1, threads,
+        fw, _, _ = run_group(runners, data[dtype][:n], y[:n], chunk, lr, 1, threads,
                           max(1, min(args.repeats, 3)), warmup=False)
     for r in runners:
         res = fw[r.name]
