@@ -67,6 +67,7 @@ def test_bench_quick(tmp_path):
         assert 0 < row["fraction_of_limit"]["fastsgd"]
         assert row["limit_rows_per_s"] > 0
         assert row["crowded_periods"] >= 0   # (noted in the row when above 0)
+        assert row["others_cores"] is None or row["others_cores"] >= 0
     assert result["thread_speedup"] == []   # one thread count only
     assert [m["dtype"] for m in result["matmul"]] == ["float32"]
     assert result["matmul"][0]["gflops"] > 0
@@ -214,6 +215,31 @@ def test_crowded_groups_are_judged_against_the_calm_rate():
     assert _bench.group_was_crowded(60.0, 90.0, 0)
     assert not _bench.group_was_crowded(80.0, 90.0, 0)
     assert _bench.group_was_crowded(95.0, 90.0, 1)    # the team stepped aside
+    # other processes' cores beyond those the group leaves free
+    assert _bench.group_was_crowded(95.0, 90.0, 0, others=0.5, free_cores=0)
+    assert not _bench.group_was_crowded(95.0, 90.0, 0, others=0.1, free_cores=0)
+    assert not _bench.group_was_crowded(95.0, 90.0, 0, others=0.9, free_cores=1)
+    assert _bench.group_was_crowded(95.0, 90.0, 0, others=1.2, free_cores=1)
+    assert not _bench.group_was_crowded(95.0, 90.0, 0, others=None)
+
+
+def test_other_processes_cores_are_measured_from_cpu_snapshots():
+    from fastsgd import _bench
+    # (wall, machine busy, stolen, this process): 3 s busy of which 1 s ours,
+    # 0.2 s stolen, over 2 s of wall time
+    assert _bench.others_cores((0.0, 10.0, 1.0, 3.0), (2.0, 13.0, 1.2, 4.0)) == (
+        pytest.approx(1.1))
+    assert _bench.others_cores(None, (2.0, 13.0, 1.2, 4.0)) is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
+def test_a_busy_process_beside_the_bench_is_seen():
+    from fastsgd import _bench
+    spin = "import time\nt = time.time()\nwhile time.time() - t < 1.0: pass\n"
+    before = _bench.cpu_snapshot()
+    subprocess.run([sys.executable, "-c", spin], check=True)
+    used = _bench.others_cores(before, _bench.cpu_snapshot())
+    assert used > 0.3, used   # (about one core; the python start-up included)
 
 
 def test_crowded_groups_are_measured_again_within_the_budget(tmp_path, monkeypatch, capsys):

@@ -98,6 +98,11 @@ SETTLE_LOOK_SECONDS = 0.005
 # neighbour often stays for a minute), up to --crowded-retries times and
 # CROWDED_RETRY_BUDGET times a run; the calmest attempt is reported
 CROWDED_PROBE_SHARE = 0.8
+# ... or during which other processes (and the host, stealing vCPU time)
+# used more than this many cores beyond those the group leaves free (a
+# neighbour between two probes went unseen before: a 2-thread group ran at
+# 1.01x its 1-thread speed with calm probes)
+CROWDED_OTHERS_CORES = 0.15
 CROWDED_RETRY_BUDGET = 8
 
 
@@ -454,8 +459,9 @@ def run_group(runners, X, y, batch_size, lr, epochs, threads, repeats, warmup=Tr
               probe=None):
     """Warm every framework up on a few batches, then ``repeats`` interleaved
     rounds (fastsgd, scikit-learn, torch, [matmul probe], fastsgd, ...).
-    Returns ({framework: result dict}, probe GFLOP/s list, crowded periods
-    fastsgd's engine began during the timed rounds)."""
+    Returns ({framework: result dict}, probe GFLOP/s list, what was seen of
+    crowding during the timed rounds: the periods fastsgd's engine began,
+    and the cores other processes used on average (see cpu_snapshot))."""
     n = X.shape[0]
     if warmup:
         m = min(n, max(2 * batch_size, 64))
@@ -468,7 +474,7 @@ def run_group(runners, X, y, batch_size, lr, epochs, threads, repeats, warmup=Tr
     if hasattr(gc, "freeze"):
         gc.freeze()
     # (a warm-up fit right after the last group may meet its spinning threads)
-    crowded_before = _crowded_periods()
+    crowded_before, cpu_before = _crowded_periods(), cpu_snapshot()
     times = {r.name: [] for r in runners}
     last, errors, probed = {}, {}, []
     for _ in range(repeats):
@@ -484,7 +490,8 @@ def run_group(runners, X, y, batch_size, lr, epochs, threads, repeats, warmup=Tr
                 continue
             times[r.name].append(seconds)
             last[r.name] = state
-    crowded = _crowded_periods() - crowded_before
+    watch = {"crowded_periods": _crowded_periods() - crowded_before,
+             "others_cores": others_cores(cpu_before, cpu_snapshot())}
     out = {}
     for r in runners:
         res = {"seconds_all": times[r.name], "epochs": epochs,
@@ -514,7 +521,7 @@ def run_group(runners, X, y, batch_size, lr, epochs, threads, repeats, warmup=Tr
         except Exception:
             diff = None
         out["fastsgd"]["max_abs_weight_diff_vs_sklearn"] = diff
-    return out, probed, crowded
+    return out, probed, watch
 
 
 # --------------------------------------------------------------- reporting
@@ -986,9 +993,40 @@ def calm_gflops(calm, dtype, threads, physical_cores=None):
     return best
 
 
-def group_was_crowded(gflops, calm, team_crowded):
-    """Did other processes crowd the machine during a group?"""
-    return team_crowded > 0 or gflops < CROWDED_PROBE_SHARE * calm
+def group_was_crowded(gflops, calm, team_crowded, others=None, free_cores=0):
+    """Did other processes crowd the machine during a group?  Its probes ran
+    slow, fastsgd's team stepped aside, or others used more cores than the
+    group left free."""
+    return (team_crowded > 0 or gflops < CROWDED_PROBE_SHARE * calm
+            or (others is not None and others > free_cores + CROWDED_OTHERS_CORES))
+
+
+def cpu_snapshot():
+    """(wall s, CPU s the whole machine spent busy, CPU s the host stole
+    from its vCPUs, CPU s of this process) now: Linux /proc/stat and
+    os.times(); None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        ticks = [int(v) for v in fields[1:]]
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if fields[0] != "cpu" or len(ticks) < 7:
+        return None
+    busy = sum(ticks[i] for i in (0, 1, 2, 5, 6))   # user nice system irq softirq
+    steal = ticks[7] if len(ticks) > 7 else 0
+    t = os.times()
+    return time.perf_counter(), busy / hz, steal / hz, t.user + t.system
+
+
+def others_cores(before, after):
+    """Cores that other processes (and the host, stealing vCPU time) used
+    on average between two cpu_snapshot()s; None when unknown."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    others = (after[1] - before[1]) - (after[3] - before[3]) + (after[2] - before[2])
+    return max(0.0, others) / (after[0] - before[0])
 
 
 def run_speed(args):
@@ -1052,6 +1090,8 @@ def run_speed(args):
     t_start = time.perf_counter()
     calm = {}   # (dtype, threads) -> best probe median seen
     physical_cores = usable_physical_cores()
+    from fastsgd._threads import _usable_cpus
+    usable_cpus = _usable_cpus()   # (a group of k threads leaves the rest free)
     retries_left = CROWDED_RETRY_BUDGET
     for dtype in args.dtypes:
         X_all = data[dtype]
@@ -1070,17 +1110,20 @@ def run_speed(args):
                 def attempt(group):
                     """Measure a group once; returns the attempt (and notes
                     the run's calm rate)."""
-                    fw, probed, crowded = run_group(runners, group["X"], group["y"],
-                                                    group["batch"], group["lr"],
-                                                    group["epochs"], threads, args.repeats,
-                                                    probe=probe)
+                    fw, probed, watch = run_group(runners, group["X"], group["y"],
+                                                  group["batch"], group["lr"],
+                                                  group["epochs"], threads, args.repeats,
+                                                  probe=probe)
+                    crowded, others = watch["crowded_periods"], watch["others_cores"]
                     mm["gflops_all"] += probed
                     gflops = statistics.median(probed)
                     reference = calm_gflops(calm, dtype, threads, physical_cores)
                     calm[(dtype, threads)] = max(calm[(dtype, threads)], gflops)
-                    return {"crowded": group_was_crowded(gflops, reference, crowded),
-                            "matmul_gflops": gflops, "calm_gflops": reference,
-                            "crowded_periods": crowded, "frameworks": fw, "probed": probed}
+                    verdict = group_was_crowded(gflops, reference, crowded, others,
+                                                max(0, usable_cpus - threads))
+                    return {"crowded": verdict, "matmul_gflops": gflops,
+                            "calm_gflops": reference, "crowded_periods": crowded,
+                            "others_cores": others, "frameworks": fw, "probed": probed}
 
                 groups = []
                 for bs in args.batch_sizes:
@@ -1142,9 +1185,9 @@ def _group_row(group, dtype, threads, fpr):
     attempts = group["attempts"]
     kept = min(attempts, key=lambda a: (a["crowded"], -a["matmul_gflops"]))
     fw, probed, gflops = kept["frameworks"], kept["probed"], kept["matmul_gflops"]
-    crowded = kept["crowded_periods"]
+    crowded, others_used = kept["crowded_periods"], kept.get("others_cores")
     others = [{"matmul_gflops": a["matmul_gflops"], "calm_gflops": a["calm_gflops"],
-               "crowded_periods": a["crowded_periods"],
+               "crowded_periods": a["crowded_periods"], "others_cores": a.get("others_cores"),
                "rows_per_s": {k: v.get("rows_per_s") for k, v in a["frameworks"].items()}}
               for a in attempts if a is not kept]
     limit = gflops * 1e9 / fpr
@@ -1155,9 +1198,12 @@ def _group_row(group, dtype, threads, fpr):
     if crowded:
         notes.append(f"fastsgd's team stepped aside {crowded} time(s): other processes "
                      "crowded the cores (fsg_wake.h)")
-    elif kept["crowded"]:
+    elif kept["crowded"] and gflops < CROWDED_PROBE_SHARE * kept["calm_gflops"]:
         notes.append(f"the machine was crowded (matmul {gflops:.0f} against a calm "
                      f"{kept['calm_gflops']:.0f} GFLOP/s)")
+    elif kept["crowded"]:
+        notes.append(f"the machine was crowded (other processes used {others_used:.2f} "
+                     "cores on average)")
     if others:
         notes.append(f"measured {len(attempts)} times (the machine was crowded); this is "
                      "the calmest")
@@ -1170,8 +1216,8 @@ def _group_row(group, dtype, threads, fpr):
             "frameworks": fw, "fraction_of_limit": frac,
             "ratio_vs_sklearn": _ratio(f_rate, fw.get("scikit-learn", {}).get("rows_per_s")),
             "ratio_vs_torch": _ratio(f_rate, fw.get("torch", {}).get("rows_per_s")),
-            "crowded_periods": crowded, "crowded": kept["crowded"],
-            "other_attempts": others, "notes": notes}
+            "crowded_periods": crowded, "others_cores": others_used,
+            "crowded": kept["crowded"], "other_attempts": others, "notes": notes}
 
 
 def _thread_speedup(results):
