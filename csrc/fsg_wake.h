@@ -88,6 +88,7 @@ static inline int64_t fsg_now_ns(void) {
  * period early (see "the end of a crowded period" below) */
 #define FSG_CROWD_POLL_NS 5000000LL
 #define FSG_CROWD_FREE_POLLS 3
+#define FSG_CROWD_START_FREE_POLLS 1
 
 typedef struct {
     int64_t until_ns;       /* team calls run alone until then */
@@ -99,11 +100,12 @@ typedef struct {
     int64_t verdict_wait_ns;    /* found a crowd, and its wait (diagnostics) */
     int64_t next_poll_ns;   /* when the master next looks for free cores */
     int64_t free_polls;     /* ... and how many looks in a row found them */
+    int64_t free_needed;    /* ... and how many end this period */
     int64_t early_ends;     /* periods ended by free cores (tests, diagnostics) */
     int64_t start_looks;    /* periods begun by a look at a call's start (same) */
 } fsg_crowd_state;
 
-static fsg_crowd_state fsg_crowd = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+static fsg_crowd_state fsg_crowd = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 
 /* ns the calling thread has so far spent runnable but waiting for a CPU;
  * -1 where unknown (then only stalls can find a crowd) */
@@ -144,6 +146,7 @@ static inline int fsg_crowd_open(int64_t now) {
     __atomic_store_n(&fsg_crowd.window_wait_ns, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&fsg_crowd.next_poll_ns, now + FSG_CROWD_POLL_NS, __ATOMIC_RELAXED);
     __atomic_store_n(&fsg_crowd.free_polls, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&fsg_crowd.free_needed, FSG_CROWD_FREE_POLLS, __ATOMIC_RELAXED);
     return 1;
 }
 
@@ -186,9 +189,12 @@ static inline int fsg_crowd_record(int64_t team_ns, int64_t wait_ns, int64_t now
  *
  * The same count, read as a team call starts after the team has idled,
  * finds such a crowd before the team meets it: no room then begins a
- * period at once (ended by the looks above as soon as there is room).
- * Only after FSG_CROWD_LOOK_IDLE_NS: our own OpenMP threads spin for
- * ~7.5 ms after a region (measured) and would count as a crowd. */
+ * period at once.  One look is weak evidence -- on the quiet build machine
+ * 1.7% of looks saw a second runnable thread, kernel work of up to ~2 ms
+ * some 30 times a second -- so a single look with room ends such a period
+ * (FSG_CROWD_START_FREE_POLLS): a false alarm costs 5 ms alone.  Only
+ * after FSG_CROWD_LOOK_IDLE_NS: our own OpenMP threads spin for ~7.5 ms
+ * after a region (measured) and would count as a crowd. */
 #define FSG_CROWD_LOOK_IDLE_NS 10000000LL
 
 /* CPUs the process may use (affinity and cgroup quota), noted by the
@@ -233,7 +239,8 @@ static inline int fsg_crowd_look(int64_t now, int runnable, int n_threads, int n
         __atomic_store_n(&fsg_crowd.free_polls, 0, __ATOMIC_RELAXED);
         return 0;
     }
-    if (__atomic_add_fetch(&fsg_crowd.free_polls, 1, __ATOMIC_RELAXED) < FSG_CROWD_FREE_POLLS)
+    if (__atomic_add_fetch(&fsg_crowd.free_polls, 1, __ATOMIC_RELAXED)
+        < __atomic_load_n(&fsg_crowd.free_needed, __ATOMIC_RELAXED))
         return 0;
     __atomic_store_n(&fsg_crowd.until_ns, now, __ATOMIC_RELAXED);
     __atomic_store_n(&fsg_crowd.free_polls, 0, __ATOMIC_RELAXED);
@@ -259,7 +266,10 @@ static inline int fsg_crowd_start_look(int64_t now, int n_threads) {
         return 0;
     int runnable = fsg_runnable_now();
     if (runnable < 0 || runnable - 1 + n_threads <= fsg_usable_cpus) return 0;
-    if (fsg_crowd_open(now)) __atomic_add_fetch(&fsg_crowd.start_looks, 1, __ATOMIC_RELAXED);
+    if (fsg_crowd_open(now)) {
+        __atomic_store_n(&fsg_crowd.free_needed, FSG_CROWD_START_FREE_POLLS, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&fsg_crowd.start_looks, 1, __ATOMIC_RELAXED);
+    }
     return 1;
 }
 

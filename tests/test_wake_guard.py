@@ -286,6 +286,32 @@ def test_a_crowded_period_ends_after_three_looks_in_a_row_find_room(no_crowding)
     assert ended and _engine.crowd_stats()["early_ends"] == 2
 
 
+def test_a_crowd_seen_by_one_look_at_a_calls_start_ends_at_the_first_look_with_room(
+        no_crowding):
+    ms = 1_000_000
+    t = 10**15   # (long after the team's last region: the look is made)
+    _engine._note_usable_cpus(2)
+    try:
+        _engine._set_runnable_override(1)   # this thread alone: room for a team of 2
+        assert not _engine._crowd_policy("start", t, n_threads=2)
+        _engine._set_runnable_override(2)   # one more thread: no room
+        assert _engine._crowd_policy("start", t, n_threads=2)
+        assert _engine._crowd_policy("crowded", t + 1)
+        assert _engine.crowd_stats()["start_looks"] == 1
+        assert _engine.crowd_stats()["episodes"] == 0
+        # one look is weak evidence: the first look with room ends it
+        assert not _engine._crowd_policy("look", t + 5 * ms, runnable=2)
+        assert _engine._crowd_policy("look", t + 10 * ms, runnable=1)
+        # a period begun by the team's waits needs three in a row
+        _engine._crowd_policy("begin", t + 20 * ms)
+        assert not _engine._crowd_policy("look", t + 25 * ms, runnable=1)
+        assert not _engine._crowd_policy("look", t + 30 * ms, runnable=1)
+        assert _engine._crowd_policy("look", t + 35 * ms, runnable=1)
+    finally:
+        import fastsgd._threads as threads
+        threads._cpus_seen = None   # (the next fit notes the usable cpus again)
+
+
 def _long_fit(n_threads, X, y):
     return MLPClassifier(hidden_layer_sizes=(128,), batch_size=8, max_iter=1,
                          learning_rate_init=0.001, random_state=0,

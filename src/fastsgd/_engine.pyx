@@ -608,6 +608,7 @@ cdef extern from "fsg_wake.h" nogil:
         int64_t verdict_wait_ns
         int64_t next_poll_ns
         int64_t free_polls
+        int64_t free_needed
         int64_t early_ends
         int64_t start_looks
     fsg_crowd_state fsg_crowd
@@ -1153,6 +1154,7 @@ def forget_crowding():
     fsg_crowd.episodes = 0
     fsg_crowd.verdict_window_ns = fsg_crowd.verdict_wait_ns = 0
     fsg_crowd.next_poll_ns = fsg_crowd.free_polls = fsg_crowd.early_ends = 0
+    fsg_crowd.free_needed = 0
     fsg_crowd.start_looks = 0
     global _stalls, _last_stall_ns, _helper_verdicts
     _stalls = 0
@@ -1166,11 +1168,15 @@ def _crowd_policy(str what, int64_t now, int64_t team_ns=0, int64_t wait_ns=0,
     'record' team time and the master's wait for a CPU in it (True when that
     begins a crowded period), 'begin' a period, 'look' at `runnable` threads
     in the system for a team of n_threads on n_cpus (True when that ends the
-    period), or ask whether it is 'crowded'."""
+    period), look as a team call of n_threads 'start's (True when that
+    begins a period; the runnable count is the engine's, see
+    _set_runnable_override), or ask whether it is 'crowded'."""
     if what == "record":
         return bool(fsg_crowd_record(team_ns, wait_ns, now))
     if what == "look":
         return bool(fsg_crowd_look(now, runnable, n_threads, n_cpus))
+    if what == "start":
+        return bool(fsg_crowd_start_look(now, n_threads))
     if what == "begin":
         fsg_crowd_begin(now)
         return None
