@@ -107,17 +107,25 @@ typedef struct {
 
 static fsg_crowd_state fsg_crowd = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 
+#if defined(__linux__)
+/* a small /proc file's text into buf (NUL-terminated); 0 if unreadable */
+static inline int fsg_read_proc(const char *path, char *buf, size_t size) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    return 1;
+}
+#endif
+
 /* ns the calling thread has so far spent runnable but waiting for a CPU;
  * -1 where unknown (then only stalls can find a crowd) */
 static inline int64_t fsg_cpu_wait_ns(void) {
 #if defined(__linux__)
     char buf[96];
-    int fd = open("/proc/thread-self/schedstat", O_RDONLY);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = 0;
+    if (!fsg_read_proc("/proc/thread-self/schedstat", buf, sizeof buf)) return -1;
     char *end;
     strtoll(buf, &end, 10);                   /* time on the CPU */
     long long wait = strtoll(end, &end, 10);  /* time waiting for one */
@@ -210,12 +218,7 @@ static inline int fsg_runnable_now(void) {
     if (fsg_runnable_override >= 0) return fsg_runnable_override;
 #if defined(__linux__)
     char buf[128];
-    int fd = open("/proc/loadavg", O_RDONLY);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = 0;
+    if (!fsg_read_proc("/proc/loadavg", buf, sizeof buf)) return -1;
     /* "0.25 0.73 0.90 1/85 16702": the fourth field is running/total */
     char *p = buf;
     for (int field = 0; field < 3; field++) {

@@ -208,12 +208,17 @@ def test_crowding_policy_judges_preemption_rate_over_a_window(no_crowding):
     assert (stats["verdict_window_ms"], stats["verdict_wait_ms"]) == (0.0, 0.0)
 
 
-def test_a_crowded_period_runs_two_thread_calls_alone_with_the_same_numbers(no_crowding):
+def _short_fitter():
+    """A fit of a few ms: n_threads -> the fitted estimator."""
     X, y = make_dataset(600)
     X = X[:, :256].copy()
-    fit = lambda n_threads: MLPClassifier(  # noqa: E731
+    return lambda n_threads: MLPClassifier(
         hidden_layer_sizes=(64,), batch_size=8, max_iter=2, learning_rate_init=0.001,
         random_state=0, n_threads=n_threads).fit(X, y)
+
+
+def test_a_crowded_period_runs_two_thread_calls_alone_with_the_same_numbers(no_crowding):
+    fit = _short_fitter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         alone = fit(1)
@@ -342,11 +347,7 @@ def test_a_crowd_that_leaves_hands_the_fit_back_to_the_team(no_crowding):
 
 
 def test_a_crowd_seen_as_a_call_starts_runs_it_alone_until_there_is_room(no_crowding):
-    X, y = make_dataset(600)
-    X = X[:, :256].copy()
-    fit = lambda n_threads: MLPClassifier(  # noqa: E731
-        hidden_layer_sizes=(64,), batch_size=8, max_iter=2, learning_rate_init=0.001,
-        random_state=0, n_threads=n_threads).fit(X, y)
+    fit = _short_fitter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         alone = fit(1)
