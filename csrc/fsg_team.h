@@ -215,16 +215,39 @@ static inline void fsg_slot_done(int32_t *slot, int32_t key) {
     __atomic_store_n(slot, FSG_SLOT(key, 2), __ATOMIC_RELEASE);
 }
 
+/* A slot wait that outlasts this (past the spins) counts as a stall: the
+ * thread doing the work lost its CPU.  The engine's master reads the
+ * process-wide count as it reads its own long waits for a teammate
+ * (crowding, fsg_wake.h); a wait inside a phase otherwise counted as work
+ * and hid a descheduled teammate. */
+#define FSG_SLOT_STALL_NS 1000000LL
+static int64_t fsg_slot_stalls = 0;
+
+static inline int64_t fsg_slot_clock_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static inline int64_t fsg_slot_stall_count(void) {
+    return __atomic_load_n(&fsg_slot_stalls, __ATOMIC_RELAXED);
+}
+
 /* wait while another thread does the slot's work (microseconds; yield the
  * CPU after a while in case that thread has lost its own) */
 static inline void fsg_slot_wait(int32_t *slot, int32_t key) {
     int spins = 0;
+    int64_t yielding_since = -1;
     while (__atomic_load_n(slot, __ATOMIC_ACQUIRE) == FSG_SLOT(key, 1)) {
-        if (spins++ < FSG_SPIN_LIMIT)
+        if (spins++ < FSG_SPIN_LIMIT) {
             FSG_CPU_RELAX();
-        else
+        } else {
+            if (yielding_since < 0) yielding_since = fsg_slot_clock_ns();
             sched_yield();
+        }
     }
+    if (yielding_since >= 0 && fsg_slot_clock_ns() - yielding_since > FSG_SLOT_STALL_NS)
+        __atomic_add_fetch(&fsg_slot_stalls, 1, __ATOMIC_RELAXED);
 }
 
 /* a mark a thread sets (release) when it has finished a piece of the phase

@@ -375,3 +375,24 @@ def test_the_engine_reads_the_systems_runnable_threads():
         assert n >= 1   # this thread, at least
     else:
         assert n == -1
+
+
+@pytest.mark.parametrize("hold_s, stalls", [(0.05, 1), (0.0, 0)], ids=["held-50ms", "done-at-once"])
+def test_a_long_wait_for_a_teammates_hand_off_counts_as_a_stall(hold_s, stalls):
+    # a thread waits for a gather another thread holds (fsg_team.h): held
+    # 50 ms, as by a teammate that lost its CPU, the wait is a stall the
+    # crowd guard counts; a hand-off that is done at once is none
+    import threading
+    _engine._slot_hold_for_test()
+    seen = []
+    waiter = threading.Thread(target=lambda: seen.append(_engine._slot_wait_for_test()))
+    if hold_s == 0:
+        _engine._slot_done_for_test()
+        waiter.start()
+    else:
+        waiter.start()
+        time.sleep(hold_s)
+        _engine._slot_done_for_test()
+    waiter.join(timeout=10)
+    assert not waiter.is_alive()
+    assert seen == [stalls]

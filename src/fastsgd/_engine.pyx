@@ -584,6 +584,7 @@ cdef extern from "fsg_team.h" nogil:
     int fsg_slot_claim(int32_t *slot, int32_t key) noexcept
     void fsg_slot_done(int32_t *slot, int32_t key) noexcept
     void fsg_slot_wait(int32_t *slot, int32_t key) noexcept
+    int64_t fsg_slot_stall_count() noexcept
     void fsg_mark_set(int32_t *mark, int32_t key) noexcept
     int fsg_mark_is(int32_t *mark, int32_t key) noexcept
     void fsg_store_relaxed(int32_t *x, int32_t v) noexcept
@@ -1183,6 +1184,29 @@ def _crowd_policy(str what, int64_t now, int64_t team_ns=0, int64_t wait_ns=0,
     return bool(fsg_crowded(now))
 
 
+cdef int32_t[::1] _test_slot = np.full(1, -1, dtype=np.int32)
+
+
+def _slot_hold_for_test():
+    """Tests: claim a hand-off slot (fsg_team.h) as a thread about to do its
+    work would."""
+    fsg_slot_offer(&_test_slot[0], 7)
+    assert fsg_slot_claim(&_test_slot[0], 7)
+
+
+def _slot_wait_for_test():
+    """Tests: wait for the held slot without the GIL (another thread calls
+    _slot_done_for_test); returns the process's slot stalls seen since."""
+    cdef int64_t before = fsg_slot_stall_count()
+    with nogil:
+        fsg_slot_wait(&_test_slot[0], 7)
+    return fsg_slot_stall_count() - before
+
+
+def _slot_done_for_test():
+    fsg_slot_done(&_test_slot[0], 7)
+
+
 def _set_runnable_override(int n):
     """Tests: n >= 0 is taken as the system's runnable thread count instead
     of /proc/loadavg's; -1 reads it again.  Returns what the engine reads."""
@@ -1206,6 +1230,7 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
     cdef bint crowd_solo = False   # solo while the team is crowded out (fsg_wake.h)
     cdef double t, t_check = 0.0
     cdef int64_t cpu_wait = 0, now_wait
+    cdef int64_t slot_stalls = fsg_slot_stall_count()
     global _stalls, _last_stall_ns
     w.solo = False
     w.stalled = False
@@ -1261,6 +1286,10 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
             if m == 0.0:
                 return STATUS_ZERO_WEIGHT_BATCH
         loss = train_batch(p, w, team, ws, params, velocity, m)
+        if fsg_slot_stall_count() != slot_stalls:
+            # a thread waited long for a gather another was doing (fsg_team.h)
+            slot_stalls = fsg_slot_stall_count()
+            w.stalled = True
         if p.check_x and fsg_flag_raised(p.x_bad):
             done[0] = k + 1   # (this batch, the next or the one after holds it)
             return STATUS_NONFINITE_X
