@@ -100,7 +100,7 @@ typedef struct {
     int64_t verdict_wait_ns;    /* found a crowd, and its wait (diagnostics) */
     int64_t next_poll_ns;   /* when the master next looks for free cores */
     int64_t free_polls;     /* ... and how many looks in a row found them */
-    int64_t free_needed;    /* ... and how many end this period */
+    int64_t free_needed;    /* ... and how many end this period (0: none) */
     int64_t early_ends;     /* periods ended by free cores (tests, diagnostics) */
     int64_t start_looks;    /* periods begun by a look at a call's start (same) */
 } fsg_crowd_state;
@@ -154,27 +154,6 @@ static inline int fsg_crowd_open(int64_t now) {
     __atomic_store_n(&fsg_crowd.window_wait_ns, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&fsg_crowd.next_poll_ns, now + FSG_CROWD_POLL_NS, __ATOMIC_RELAXED);
     __atomic_store_n(&fsg_crowd.free_polls, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&fsg_crowd.free_needed, FSG_CROWD_FREE_POLLS, __ATOMIC_RELAXED);
-    return 1;
-}
-
-/* the team is crowded out as of `now`: run alone for a while */
-static inline void fsg_crowd_begin(int64_t now) {
-    if (fsg_crowd_open(now)) __atomic_add_fetch(&fsg_crowd.episodes, 1, __ATOMIC_RELAXED);
-}
-
-/* after team_ns of team time during which the master waited wait_ns for a
- * CPU; returns 1 when that makes it crowded */
-static inline int fsg_crowd_record(int64_t team_ns, int64_t wait_ns, int64_t now) {
-    int64_t w = __atomic_add_fetch(&fsg_crowd.window_ns, team_ns, __ATOMIC_RELAXED);
-    int64_t q = __atomic_add_fetch(&fsg_crowd.window_wait_ns, wait_ns, __ATOMIC_RELAXED);
-    if (w < FSG_CROWD_WINDOW_NS) return 0;
-    __atomic_store_n(&fsg_crowd.window_ns, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&fsg_crowd.window_wait_ns, 0, __ATOMIC_RELAXED);
-    if (q * 100 <= (int64_t)FSG_CROWD_WAIT_PERCENT * w) return 0;
-    __atomic_store_n(&fsg_crowd.verdict_window_ns, w, __ATOMIC_RELAXED);
-    __atomic_store_n(&fsg_crowd.verdict_wait_ns, q, __ATOMIC_RELAXED);
-    fsg_crowd_begin(now);
     return 1;
 }
 
@@ -192,7 +171,8 @@ static inline int fsg_crowd_record(int64_t team_ns, int64_t wait_ns, int64_t now
  * (/proc/loadavg, itself included); FSG_CROWD_FREE_POLLS looks in a row
  * with room for the rest of the team end the period.  Where that count
  * covers more than this machine (a container seeing its host) there is
- * rarely room, and the period runs its course as before.  The back-off is
+ * rarely room, and the period runs its course as before; so does a period
+ * begun when the count showed no crowd (fsg_crowd_begin).  The back-off is
  * kept: a crowd back soon after still doubles the next period.
  *
  * The same count, read as a team call starts after the team has idled,
@@ -233,18 +213,46 @@ static inline int fsg_runnable_now(void) {
 #endif
 }
 
+/* the team is crowded out as of `now`: run alone for a while.  Only a
+ * crowd the runnable count shows (more runnable threads than cores, the
+ * team's own included) can be seen to leave: a period begun without one
+ * (a host taking the vCPUs, which the guest sees only as stalls) runs its
+ * course, as looks would find "room" at once and the team would meet the
+ * crowd again every few ms */
+static inline void fsg_crowd_begin(int64_t now) {
+    if (!fsg_crowd_open(now)) return;
+    int runnable = fsg_usable_cpus > 0 ? fsg_runnable_now() : -1;
+    __atomic_store_n(&fsg_crowd.free_needed,
+                     runnable > fsg_usable_cpus ? FSG_CROWD_FREE_POLLS : 0, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&fsg_crowd.episodes, 1, __ATOMIC_RELAXED);
+}
+
+/* after team_ns of team time during which the master waited wait_ns for a
+ * CPU; returns 1 when that makes it crowded */
+static inline int fsg_crowd_record(int64_t team_ns, int64_t wait_ns, int64_t now) {
+    int64_t w = __atomic_add_fetch(&fsg_crowd.window_ns, team_ns, __ATOMIC_RELAXED);
+    int64_t q = __atomic_add_fetch(&fsg_crowd.window_wait_ns, wait_ns, __ATOMIC_RELAXED);
+    if (w < FSG_CROWD_WINDOW_NS) return 0;
+    __atomic_store_n(&fsg_crowd.window_ns, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&fsg_crowd.window_wait_ns, 0, __ATOMIC_RELAXED);
+    if (q * 100 <= (int64_t)FSG_CROWD_WAIT_PERCENT * w) return 0;
+    __atomic_store_n(&fsg_crowd.verdict_window_ns, w, __ATOMIC_RELAXED);
+    __atomic_store_n(&fsg_crowd.verdict_wait_ns, q, __ATOMIC_RELAXED);
+    fsg_crowd_begin(now);
+    return 1;
+}
+
 /* one look, decided: `runnable` threads in the system (the caller among
  * them), a team of n_threads, n_cpus cores for it; returns 1 when this
  * look ends the crowded period */
 static inline int fsg_crowd_look(int64_t now, int runnable, int n_threads, int n_cpus) {
-    if (runnable < 0 || !fsg_crowded(now)) return 0;
+    int64_t needed = __atomic_load_n(&fsg_crowd.free_needed, __ATOMIC_RELAXED);
+    if (runnable < 0 || needed <= 0 || !fsg_crowded(now)) return 0;
     if (runnable - 1 + n_threads > n_cpus) {
         __atomic_store_n(&fsg_crowd.free_polls, 0, __ATOMIC_RELAXED);
         return 0;
     }
-    if (__atomic_add_fetch(&fsg_crowd.free_polls, 1, __ATOMIC_RELAXED)
-        < __atomic_load_n(&fsg_crowd.free_needed, __ATOMIC_RELAXED))
-        return 0;
+    if (__atomic_add_fetch(&fsg_crowd.free_polls, 1, __ATOMIC_RELAXED) < needed) return 0;
     __atomic_store_n(&fsg_crowd.until_ns, now, __ATOMIC_RELAXED);
     __atomic_store_n(&fsg_crowd.free_polls, 0, __ATOMIC_RELAXED);
     __atomic_add_fetch(&fsg_crowd.early_ends, 1, __ATOMIC_RELAXED);

@@ -267,12 +267,23 @@ def test_busy_processes_on_every_core_make_a_team_step_aside(no_crowding):
             or probes["solo_batches"] > probes["team_batches"]), (crowd, probes)
 
 
-def test_a_crowded_period_ends_after_three_looks_in_a_row_find_room(no_crowding):
+@pytest.fixture
+def two_cpus():
+    """The engine's usable cpus set to 2 (then noted anew by the next fit)."""
+    import fastsgd._threads as threads
+    _engine._note_usable_cpus(2)
+    yield
+    threads._cpus_seen = None
+
+
+def test_a_crowded_period_ends_after_three_looks_in_a_row_find_room(no_crowding, two_cpus):
     ms = 1_000_000
     t = 10**15
     look = lambda at, runnable, n_threads=2, n_cpus=2: _engine._crowd_policy(  # noqa: E731
         "look", at, runnable=runnable, n_threads=n_threads, n_cpus=n_cpus)
     assert not look(t, 1)   # no period: nothing to end
+    # a crowd the runnable count shows as the period begins (3 threads, 2 cpus)
+    _engine._set_runnable_override(3)
     _engine._crowd_policy("begin", t)
     # the caller alone on 2 cpus leaves room for a team of 2; a neighbour does not
     assert not look(t + 5 * ms, 1) and not look(t + 10 * ms, 1)
@@ -289,32 +300,36 @@ def test_a_crowded_period_ends_after_three_looks_in_a_row_find_room(no_crowding)
     for i in range(3):
         ended = look(t + (45 + 5 * i) * ms, 3, 2, 4)
     assert ended and _engine.crowd_stats()["early_ends"] == 2
+    # a period begun while the count showed no crowd (the host taking the
+    # vCPUs: stalls, nothing runnable to see) runs its course
+    _engine.forget_crowding()
+    _engine._set_runnable_override(2)
+    _engine._crowd_policy("begin", t)
+    assert not any(look(t + i * ms, 1) for i in range(5, 100, 5))
+    assert _engine._crowd_policy("crowded", t + 100 * ms)
+    assert _engine.crowd_stats()["early_ends"] == 0
 
 
 def test_a_crowd_seen_by_one_look_at_a_calls_start_ends_at_the_first_look_with_room(
-        no_crowding):
+        no_crowding, two_cpus):
     ms = 1_000_000
     t = 10**15   # (long after the team's last region: the look is made)
-    _engine._note_usable_cpus(2)
-    try:
-        _engine._set_runnable_override(1)   # this thread alone: room for a team of 2
-        assert not _engine._crowd_policy("start", t, n_threads=2)
-        _engine._set_runnable_override(2)   # one more thread: no room
-        assert _engine._crowd_policy("start", t, n_threads=2)
-        assert _engine._crowd_policy("crowded", t + 1)
-        assert _engine.crowd_stats()["start_looks"] == 1
-        assert _engine.crowd_stats()["episodes"] == 0
-        # one look is weak evidence: the first look with room ends it
-        assert not _engine._crowd_policy("look", t + 5 * ms, runnable=2)
-        assert _engine._crowd_policy("look", t + 10 * ms, runnable=1)
-        # a period begun by the team's waits needs three in a row
-        _engine._crowd_policy("begin", t + 20 * ms)
-        assert not _engine._crowd_policy("look", t + 25 * ms, runnable=1)
-        assert not _engine._crowd_policy("look", t + 30 * ms, runnable=1)
-        assert _engine._crowd_policy("look", t + 35 * ms, runnable=1)
-    finally:
-        import fastsgd._threads as threads
-        threads._cpus_seen = None   # (the next fit notes the usable cpus again)
+    _engine._set_runnable_override(1)   # this thread alone: room for a team of 2
+    assert not _engine._crowd_policy("start", t, n_threads=2)
+    _engine._set_runnable_override(2)   # one more thread: no room
+    assert _engine._crowd_policy("start", t, n_threads=2)
+    assert _engine._crowd_policy("crowded", t + 1)
+    assert _engine.crowd_stats()["start_looks"] == 1
+    assert _engine.crowd_stats()["episodes"] == 0
+    # one look is weak evidence: the first look with room ends it
+    assert not _engine._crowd_policy("look", t + 5 * ms, runnable=2)
+    assert _engine._crowd_policy("look", t + 10 * ms, runnable=1)
+    # a period begun by the team's waits needs three in a row
+    _engine._set_runnable_override(3)
+    _engine._crowd_policy("begin", t + 20 * ms)
+    assert not _engine._crowd_policy("look", t + 25 * ms, runnable=1)
+    assert not _engine._crowd_policy("look", t + 30 * ms, runnable=1)
+    assert _engine._crowd_policy("look", t + 35 * ms, runnable=1)
 
 
 def _long_fit(n_threads, X, y):
@@ -334,8 +349,9 @@ def test_a_crowd_that_leaves_hands_the_fit_back_to_the_team(no_crowding):
         _long_fit(2, X, y)   # (the engine's time per row: this fit is a long call)
         for runnable, ended in ((99, False), (1, True)):
             _engine.forget_crowding()
-            _engine._set_runnable_override(runnable)
+            _engine._set_runnable_override(3)   # a crowd the count shows...
             _engine._crowd_policy("begin", time.monotonic_ns())   # (fsg_now_ns's clock)
+            _engine._set_runnable_override(runnable)   # ... that stays, or leaves
             team_before = _engine.wake_stats()["team_calls"]
             est = _long_fit(2, X, y)
             stats = _engine.crowd_stats()
