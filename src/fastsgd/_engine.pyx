@@ -1139,7 +1139,9 @@ def crowd_stats():
     """Crowded periods begun (fsg_wake.h) and whether one lasts now; the
     current backoff; stalls seen; the team-time window and CPU wait of the
     last verdict that found a crowd by waiting, and how many such verdicts
-    a helper thread's wait began (diagnostics)."""
+    a helper thread's wait began; periods ended early by looks that found
+    room for the team, and periods begun by a look as a call started
+    (diagnostics)."""
     return dict(episodes=fsg_crowd.episodes, crowded_now=bool(fsg_crowded(fsg_now_ns())),
                 backoff_ms=fsg_crowd.backoff_ns / 1e6, stalls=_stalls,
                 verdict_window_ms=fsg_crowd.verdict_window_ns / 1e6,
