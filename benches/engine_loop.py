@@ -6,6 +6,7 @@ on one network, batch size and thread count, without the estimator around it
     python benches/engine_loop.py float32 1 2 --epochs 2 --tune task_weights_one=8192
     python benches/engine_loop.py float64 32 2 --rows 10000 --epochs 32 --ab gather_early=0,1
     python benches/engine_loop.py float32 8 2 --ab fused_rows=8,16 --ab task_weights_small=8192,4096
+    python benches/engine_loop.py float64 1 2 --rows 4000 --phases
 
 This is how changes to the engine are judged on the shared build machine,
 where 2-thread speed swings by up to 30% for minutes at a time.  Best, when
@@ -16,6 +17,10 @@ Otherwise install the build before the change (pip install --target DIR .),
 then alternate `PYTHONPATH=DIR python benches/engine_loop.py ...` with the
 current build, several rounds, and compare the ranges.  One-thread rows move
 by about 5%.
+
+--phases times the engine's phases (fastsgd._engine.phase_times) over the
+timed epochs and prints where a batch's time went: the master's work and
+wait per phase, and its own and the helpers' items.
 """
 
 import argparse
@@ -44,6 +49,9 @@ def main():
                         help="alternate the knob between A and B, epoch by epoch; --epochs "
                         "counts both (an untimed first epoch warms up); repeat --ab to "
                         "switch several knobs together (settings A against settings B)")
+    parser.add_argument("--phases", action="store_true",
+                        help="time the engine's phases over the timed epochs and print "
+                        "where a batch's time went")
     args = parser.parse_args()
     _engine.set_tuning(**{k: int(v) for k, v in (t.split("=") for t in args.tune)})
     settings = [None]
@@ -78,8 +86,15 @@ def main():
     label = f"{args.dtype} batch {args.batch_size} threads {args.threads}"
     with threadpool_limits(1, "blas"):
         if not args.ab:
-            for _ in range(args.epochs):
-                print(f"{label}: {epoch() / 1e3:.0f}k rows/s", flush=True)
+            _engine.phase_timing(args.phases)
+            _engine.phase_times(reset=True)
+            try:
+                for _ in range(args.epochs):
+                    print(f"{label}: {epoch() / 1e3:.0f}k rows/s", flush=True)
+            finally:
+                _engine.phase_timing(False)
+            if args.phases:
+                print_phases(_engine.phase_times(reset=True))
             return
         epoch()
         rates, ratios = ([], []), []
@@ -96,6 +111,17 @@ def main():
         a, b = (statistics.median(r) / 1e3 for r in rates)
         print(f"{label}: median {a:.0f}k vs {b:.0f}k rows/s; B/A per pair: median "
               f"{statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f})")
+
+
+def print_phases(times):
+    """The breakdown of fastsgd._engine.phase_times, one line per phase."""
+    print(f"{times['batches']} batches ({times['solo_batches']} alone); per batch: "
+          f"{times['batch_us']:.2f} us, of which phase 1 {times['phase1_us']:.2f} us")
+    print(f"  {'phase':12s} {'master work':>12s} {'master wait':>12s} "
+          f"{'master items':>13s} {'helper items':>13s}")
+    for name, row in times["phases"].items():
+        print(f"  {name:12s} {row['master_work_us']:12.2f} {row['master_wait_us']:12.2f} "
+              f"{row['master_items_us']:13.2f} {row['helper_items_us']:13.2f}")
 
 
 if __name__ == "__main__":

@@ -379,3 +379,42 @@ def test_batches_of_one_row_use_tapered_blocks(tuning):
     equal = _fit(2, 1)
     assert team.loss_curve_ != equal.loss_curve_
     assert team.loss_curve_[0] == pytest.approx(equal.loss_curve_[0], rel=1e-6)
+
+
+@pytest.fixture
+def phase_timing():
+    """Phase timing on, counters cleared; off and cleared afterwards."""
+    _engine.phase_times(reset=True)
+    _engine.phase_timing(True)
+    yield
+    _engine.phase_timing(False)
+    _engine.phase_times(reset=True)
+
+
+@pytest.mark.parametrize("batch_size", [1, 32, 300])
+def test_phase_timing_accounts_for_every_batch_and_changes_no_number(tuning, phase_timing,
+                                                                    batch_size):
+    # a team that never goes solo, on paths through the split phases (1, 32)
+    # and the row slices (300): each batch is counted once, the team's items
+    # show up on both sides, and the parts fit inside the batches' time
+    tuning(wake_guard=0, probe_rows=0, solo_wait_percent=10**6, parallel_min_work=1,
+           accumulate_rows=64)
+    X = np.random.RandomState(3).standard_normal((900, 256))
+    order = np.random.RandomState(4).permutation(900).astype(np.int64)
+    timed = _check_x_epoch(X, order, batch_size, 2, check_x=False)[2]
+    times = _engine.phase_times(reset=True)
+    assert times["batches"] == -(-900 // batch_size)
+    main = "slices" if batch_size > 64 else "tasks"
+    row = times["phases"][main]
+    assert row["master_items_us"] > 0 and row["helper_items_us"] > 0
+    assert row["master_work_us"] >= row["master_items_us"]
+    assert times["phase1_us"] <= times["batch_us"]
+    team_us = sum(r["master_work_us"] + r["master_wait_us"] for r in times["phases"].values())
+    assert team_us <= times["batch_us"] * 1.01
+    # off: nothing counted, and the same numbers as with it on and alone
+    _engine.phase_timing(False)
+    untimed = _check_x_epoch(X, order, batch_size, 2, check_x=False)[2]
+    assert _engine.phase_times()["batches"] == 0
+    alone = _check_x_epoch(X, order, batch_size, 1, check_x=False)[2]
+    np.testing.assert_array_equal(timed, untimed)
+    np.testing.assert_array_equal(timed, alone)

@@ -654,6 +654,78 @@ cdef enum Phase:
     PHASE_BACKWARD = 4    # small batches: one layer's delta, by weight blocks
     PHASE_SUMS = 5        # small batches: one layer's partials summed, by rows
     PHASE_GATHER = 6      # small batches: the next batch's inputs, by columns
+    PHASE_TAIL = 7        # (not a phase: gather_tail's work, for phase_times)
+
+
+# ---- phase timing: where a batch's time goes (diagnostics, off by default) --
+# The master's work and wait in each phase it publishes, its own items, and
+# each helper's busy time per phase: the breakdown that says whether a
+# change should go after the kernels, the serial part or the hand-offs.
+# Two clock reads per item when on (about 1% of a float64 one-row batch),
+# one predictable branch when off.  Helpers add to rows of their own, so no
+# two threads write one counter.
+cdef enum:
+    TIMED_PHASES = 8
+    TIMED_THREADS = 64        # helpers beyond this are not timed
+cdef bint _timing = False
+cdef int64_t _timed_batches = 0
+cdef int64_t _timed_solo_batches = 0     # ... run by the master alone
+cdef double _timed_batch_ns = 0.0        # train_batch, start to end
+cdef double _timed_phase1_ns = 0.0       # its phase 1 (forward, loss, deltas)
+cdef double _master_work_ns[TIMED_PHASES]   # open_phase .. its items done
+cdef double _master_wait_ns[TIMED_PHASES]   # .. the others' items done
+cdef double _thread_items_ns[TIMED_THREADS][TIMED_PHASES]   # items run, by tid
+
+
+cdef inline void note_item_ns(int tid, int phase, double ns) noexcept nogil:
+    if tid < TIMED_THREADS:
+        _thread_items_ns[tid][phase] += ns
+
+
+_PHASE_NAMES = {PHASE_SLICES: "slices", PHASE_TASKS: "tasks", PHASE_FORWARD: "forward",
+                PHASE_BACKWARD: "backward", PHASE_SUMS: "sums", PHASE_GATHER: "gather",
+                PHASE_TAIL: "tail_gather"}
+
+
+def phase_timing(bint on):
+    """Switch phase timing on or off (diagnostics; see phase_times).  The
+    counters keep what they have; phase_times(reset=True) clears them."""
+    global _timing
+    _timing = on
+
+
+def phase_times(bint reset=False):
+    """Where the timed batches' time went, in microseconds per batch:
+    `batch_us` (train_batch), `phase1_us` (forward, loss and deltas, the
+    small-batch phases it publishes included), and per phase that ran: the
+    master's work (from publishing the phase to its last own item, what
+    it does beside the team included), its wait for the others' items,
+    its own items, and the helpers' items (summed over helpers).
+    `tail_gather` is not a phase: threads out of phase 2 work gathering
+    the batch after next.  Batches the master ran alone count in
+    `solo_batches` and add only to work and master items."""
+    global _timed_batches, _timed_solo_batches, _timed_batch_ns, _timed_phase1_ns
+    cdef Py_ssize_t n = max(_timed_batches, 1), ph, tid
+    phases = {}
+    for ph, name in _PHASE_NAMES.items():
+        helpers = sum(_thread_items_ns[tid][ph] for tid in range(1, TIMED_THREADS))
+        row = dict(master_work_us=_master_work_ns[ph] / n / 1e3,
+                   master_wait_us=_master_wait_ns[ph] / n / 1e3,
+                   master_items_us=_thread_items_ns[0][ph] / n / 1e3,
+                   helper_items_us=helpers / n / 1e3)
+        if any(row.values()):
+            phases[name] = row
+    out = dict(batches=int(_timed_batches), solo_batches=int(_timed_solo_batches),
+               batch_us=_timed_batch_ns / n / 1e3, phase1_us=_timed_phase1_ns / n / 1e3,
+               phases=phases)
+    if reset:
+        _timed_batches = _timed_solo_batches = 0
+        _timed_batch_ns = _timed_phase1_ns = 0.0
+        for ph in range(TIMED_PHASES):
+            _master_work_ns[ph] = _master_wait_ns[ph] = 0.0
+            for tid in range(TIMED_THREADS):
+                _thread_items_ns[tid][ph] = 0.0
+    return out
 
 
 # What the team works on: written by the master before it publishes a phase,
@@ -918,20 +990,32 @@ cdef void run_items(const Plan *p, const Work *w, fsg_team *team, int tid, float
     """Claim and run items of the current phase until none is left (the
     master claims from the front, the others from the back)."""
     cdef int64_t item
+    cdef double t0
     while True:
         item = fsg_team_claim(team, tid != 0)
         if item < 0:
             return
-        run_item(p, w, item, tid, ws, params, velocity)
+        if _timing:
+            t0 = now_ns()
+            run_item(p, w, item, tid, ws, params, velocity)
+            note_item_ns(tid, w.phase, now_ns() - t0)
+        else:
+            run_item(p, w, item, tid, ws, params, velocity)
         fsg_team_item_done(team)
 
 
 cdef void serve(const Plan *p, const Work *w, fsg_team *team, int tid, floating *ws,
                 floating *params, floating *velocity) noexcept nogil:
     """A helper thread's epoch: run items whenever a phase has some left."""
+    cdef double t0
     while fsg_team_wait_work(team):
         run_items(p, w, team, tid, ws, params, velocity)
-        gather_tail(p, w, team, tid, 0, ws)
+        if _timing:
+            t0 = now_ns()
+            gather_tail(p, w, team, tid, 0, ws)
+            note_item_ns(tid, PHASE_TAIL, now_ns() - t0)
+        else:
+            gather_tail(p, w, team, tid, 0, ws)
 
 
 cdef void run_phase(const Plan *p, Work *w, fsg_team *team, int phase, Py_ssize_t n_items,
@@ -940,10 +1024,17 @@ cdef void run_phase(const Plan *p, Work *w, fsg_team *team, int phase, Py_ssize_
     Solo (see run_epoch), or a phase of one item (a small batch's sums):
     run every item itself, the team stays asleep."""
     cdef Py_ssize_t item
+    cdef double t0
     w.phase = phase
     if w.solo or n_items == 1:
+        if _timing:
+            t0 = now_ns()
         for item in range(n_items):
             run_item(p, w, item, 0, ws, params, velocity)
+        if _timing:
+            t0 = now_ns() - t0
+            _master_work_ns[phase] += t0
+            note_item_ns(0, phase, t0)
         return
     open_phase(w, team, phase, n_items)
     close_phase(p, w, team, n_items, now_ns(), ws, params, velocity)
@@ -963,12 +1054,20 @@ cdef void close_phase(const Plan *p, Work *w, fsg_team *team, Py_ssize_t n_items
     cdef double t1, t2
     run_items(p, w, team, 0, ws, params, velocity)
     if w.phase == PHASE_TASKS:
-        gather_tail(p, w, team, 0, n_items, ws)
+        if _timing:
+            t1 = now_ns()
+            gather_tail(p, w, team, 0, n_items, ws)
+            note_item_ns(0, PHASE_TAIL, now_ns() - t1)
+        else:
+            gather_tail(p, w, team, 0, n_items, ws)
     t1 = now_ns()
     fsg_team_wait(team, n_items)
     t2 = now_ns()
     w.work_ns += t1 - t0
     w.wait_ns += t2 - t1
+    if _timing:
+        _master_work_ns[w.phase] += t1 - t0
+        _master_wait_ns[w.phase] += t2 - t1
     if t2 - t1 > STALL_MIN_NS and t2 - t1 > 2 * (t1 - t0):
         w.stalled = True   # (see run_epoch: crowding)
 
@@ -996,7 +1095,9 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
     w.make_next = False
     w.fuse_next = False
     w.accumulate = False
+    global _timed_batches, _timed_solo_batches, _timed_batch_ns, _timed_phase1_ns
     cdef double data_loss = 0.0, sumsq = 0.0, t0
+    cdef double t_batch = now_ns() if _timing else 0.0
     w.slice_len = (w.B + n_slices - 1) // n_slices
     w.inv_m = 1.0 / m
 
@@ -1039,6 +1140,7 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
     if w.ahead_B > 0 and not (w.make_next and (w.gather_next or w.gather_early) and w.B > 1):
         fsg_prefetch_rows(w.next_X, w.ahead_rows, w.ahead_B, F * sizeof(floating), 0,
                           F * sizeof(floating))
+    cdef double t_phase1 = now_ns() if _timing else 0.0
     if w.B <= p.split_rows:
         n_slices = 1
         p.slice_loss[0] = forward_backward_split(p, w, team, ws, params, velocity)
@@ -1061,6 +1163,8 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
         w.n_slices = n_slices
         run_phase(p, w, team, PHASE_SLICES, n_groups if w.accumulate else n_slices,
                   ws, params, velocity)
+    if _timing:
+        _timed_phase1_ns += now_ns() - t_phase1
     if w.pregather_key >= 0:   # (a next batch gathered without the phase)
         settle_slots(p, w)
     # every delta is known now, so weights may change.  A thread out of
@@ -1091,6 +1195,10 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
         run_phase(p, w, team, PHASE_TASKS, p.n_tasks, ws, params, velocity)
     fsg_store_relaxed(&w.tail_key, -1)
     w.pregather_key = key
+    if _timing:
+        _timed_batch_ns += now_ns() - t_batch
+        _timed_batches += 1
+        _timed_solo_batches += w.solo
     w.ready0 = w.make_next
     if w.make_next and w.next_rows != NULL:
         w.xb_cur = 1 - w.xb_cur
