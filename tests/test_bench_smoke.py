@@ -204,41 +204,41 @@ def test_kernel_floor_script_runs(tmp_path):
 
 
 def test_crowded_groups_are_judged_against_the_calm_rate():
-    from fastsgd import _bench
+    from fastsgd._bench import _crowding
     calm = {("float64", 1): 50.0, ("float64", 2): 55.0}
     # a 2-thread section that started crowded: the 1-thread rate sets the bar
     # when each thread has a core of its own, not on hyper-threads
-    assert _bench.calm_gflops(calm, "float64", 2, physical_cores=2) == pytest.approx(90.0)
-    assert _bench.calm_gflops(calm, "float64", 2, physical_cores=1) == 55.0
-    assert _bench.calm_gflops(calm, "float64", 2) == 55.0
-    assert _bench.calm_gflops(calm, "float32", 1) == 0.0
-    assert _bench.group_was_crowded(60.0, 90.0, 0)
-    assert not _bench.group_was_crowded(80.0, 90.0, 0)
-    assert _bench.group_was_crowded(95.0, 90.0, 1)    # the team stepped aside
+    assert _crowding.calm_gflops(calm, "float64", 2, physical_cores=2) == pytest.approx(90.0)
+    assert _crowding.calm_gflops(calm, "float64", 2, physical_cores=1) == 55.0
+    assert _crowding.calm_gflops(calm, "float64", 2) == 55.0
+    assert _crowding.calm_gflops(calm, "float32", 1) == 0.0
+    assert _crowding.group_was_crowded(60.0, 90.0, 0)
+    assert not _crowding.group_was_crowded(80.0, 90.0, 0)
+    assert _crowding.group_was_crowded(95.0, 90.0, 1)    # the team stepped aside
     # other processes' cores beyond those the group leaves free
-    assert _bench.group_was_crowded(95.0, 90.0, 0, others=0.5, free_cores=0)
-    assert not _bench.group_was_crowded(95.0, 90.0, 0, others=0.1, free_cores=0)
-    assert not _bench.group_was_crowded(95.0, 90.0, 0, others=0.9, free_cores=1)
-    assert _bench.group_was_crowded(95.0, 90.0, 0, others=1.2, free_cores=1)
-    assert not _bench.group_was_crowded(95.0, 90.0, 0, others=None)
+    assert _crowding.group_was_crowded(95.0, 90.0, 0, others=0.5, free_cores=0)
+    assert not _crowding.group_was_crowded(95.0, 90.0, 0, others=0.1, free_cores=0)
+    assert not _crowding.group_was_crowded(95.0, 90.0, 0, others=0.9, free_cores=1)
+    assert _crowding.group_was_crowded(95.0, 90.0, 0, others=1.2, free_cores=1)
+    assert not _crowding.group_was_crowded(95.0, 90.0, 0, others=None)
 
 
 def test_other_processes_cores_are_measured_from_cpu_snapshots():
-    from fastsgd import _bench
+    from fastsgd._bench import _crowding
     # (wall, machine busy, stolen, this process): 3 s busy of which 1 s ours,
     # 0.2 s stolen, over 2 s of wall time
-    assert _bench.others_cores((0.0, 10.0, 1.0, 3.0), (2.0, 13.0, 1.2, 4.0)) == (
+    assert _crowding.others_cores((0.0, 10.0, 1.0, 3.0), (2.0, 13.0, 1.2, 4.0)) == (
         pytest.approx(1.1))
-    assert _bench.others_cores(None, (2.0, 13.0, 1.2, 4.0)) is None
+    assert _crowding.others_cores(None, (2.0, 13.0, 1.2, 4.0)) is None
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
 def test_a_busy_process_beside_the_bench_is_seen():
-    from fastsgd import _bench
+    from fastsgd._bench import _crowding
     spin = "import time\nt = time.time()\nwhile time.time() - t < 1.0: pass\n"
-    before = _bench.cpu_snapshot()
+    before = _crowding.cpu_snapshot()
     subprocess.run([sys.executable, "-c", spin], check=True)
-    used = _bench.others_cores(before, _bench.cpu_snapshot())
+    used = _crowding.others_cores(before, _crowding.cpu_snapshot())
     assert used > 0.3, used   # (about one core; the python start-up included)
 
 
@@ -246,15 +246,16 @@ def test_crowded_groups_are_measured_again_within_the_budget(tmp_path, monkeypat
     # every group looks crowded: at the end of the section each is measured
     # again, --crowded-retries rounds, until the run's budget is spent; the
     # rows say so and keep the others
-    from fastsgd import _bench
-    monkeypatch.setattr(_bench, "CROWDED_PROBE_SHARE", 1e9)
-    monkeypatch.setattr(_bench, "CROWDED_RETRY_BUDGET", 3)
+    from fastsgd._bench import _crowding
+    from fastsgd._bench import main as _bench_main
+    monkeypatch.setattr(_crowding, "CROWDED_PROBE_SHARE", 1e9)
+    monkeypatch.setattr(_crowding, "CROWDED_RETRY_BUDGET", 3)
     out_dir = tmp_path / "results"
     argv = ["--batch-sizes", "64,full", "--dtypes", "float32", "--threads", "1",
             "--rows", "256", "--epochs", "1", "--repeats", "1", "--matmul-size", "256",
             "--no-torch", "--no-linear", "--no-stream", "--crowded-retries", "2",
             "--out", str(out_dir)]
-    _bench.main(argv)
+    _bench_main(argv)
     result = json.loads((out_dir / "bench.json").read_text())
     assert result["config"]["crowded_retries"] == 2
     first, second = result["results"]
@@ -273,27 +274,27 @@ def test_crowded_groups_are_measured_again_within_the_budget(tmp_path, monkeypat
 
 
 def test_negative_crowded_retries_are_rejected():
-    from fastsgd import _bench
+    from fastsgd._bench import main as _bench_main
     with pytest.raises(SystemExit, match="--crowded-retries must be >= 0"):
-        _bench.main(["--crowded-retries", "-1", "--no-torch"])
+        _bench_main(["--crowded-retries", "-1", "--no-torch"])
 
 
 def test_settle_waits_until_no_other_thread_of_the_process_runs(monkeypatch):
-    from fastsgd import _bench
+    from fastsgd._bench import _crowding
     sleeps = []
-    monkeypatch.setattr(_bench.time, "sleep", sleeps.append)   # (no real pause)
+    monkeypatch.setattr(_crowding.time, "sleep", sleeps.append)   # (no real pause)
     looks = iter([2, 1, 0, 1, 0, 0, 3])
-    monkeypatch.setattr(_bench, "_other_threads_running", lambda: next(looks))
-    _bench.settle()
+    monkeypatch.setattr(_crowding, "other_threads_running", lambda: next(looks))
+    _crowding.settle()
     # the minimum pause, then looks until two in a row find nothing running
-    assert sleeps == [_bench.SETTLE_MIN_SECONDS] + [_bench.SETTLE_LOOK_SECONDS] * 5
+    assert sleeps == [_crowding.SETTLE_MIN_SECONDS] + [_crowding.SETTLE_LOOK_SECONDS] * 5
     assert next(looks) == 3
     # where the threads cannot be seen: the whole pause, at once
     sleeps.clear()
-    monkeypatch.setattr(_bench, "_other_threads_running", lambda: None)
-    _bench.settle()
-    assert len(sleeps) == 2 and sleeps[0] == _bench.SETTLE_MIN_SECONDS
-    assert 0 < sleeps[1] <= _bench.SETTLE_SECONDS   # (the rest of it)
+    monkeypatch.setattr(_crowding, "other_threads_running", lambda: None)
+    _crowding.settle()
+    assert len(sleeps) == 2 and sleeps[0] == _crowding.SETTLE_MIN_SECONDS
+    assert 0 < sleeps[1] <= _crowding.SETTLE_SECONDS   # (the rest of it)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
@@ -301,7 +302,7 @@ def test_a_thread_working_outside_the_gil_is_seen_running():
     import hashlib
     import threading
 
-    from fastsgd import _bench
+    from fastsgd._bench import _crowding
     stop = threading.Event()
     data = b"x" * (1 << 24)
 
@@ -312,7 +313,7 @@ def test_a_thread_working_outside_the_gil_is_seen_running():
     worker = threading.Thread(target=work)
     worker.start()
     try:
-        seen = [_bench._other_threads_running() for _ in range(50)]
+        seen = [_crowding.other_threads_running() for _ in range(50)]
     finally:
         stop.set()
         worker.join()

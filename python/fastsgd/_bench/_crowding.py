@@ -1,0 +1,155 @@
+"""How busy the machine is while the bench measures: the matrix-product
+probe (the machine limit, and a crowd's first sign), the pause before each
+timed fit, other processes' CPU time, fastsgd's own crowd verdicts, and the
+rule that says a group was crowded and is measured again."""
+
+import os
+import threading
+import time
+
+
+# Pause before every timed fit and matmul probe.  After a multithreaded run
+# the previous runtime's idle threads keep spinning: OpenBLAS's for about
+# 2**28 cycles (~0.1 s), libgomp's (fastsgd's, torch's) for ~9 ms (measured
+# here).  A 2-thread matmul right after a torch epoch ran ~17% slower; a
+# 2-thread fastsgd fit (batch 8) right after a 2-thread numpy matmul took
+# 43 ms, 22 ms after a 30 ms pause, 18 ms after 0.1 s, 17 ms after 0.3 s.
+# So the pause lasts until no other thread of this process has run for two
+# looks SETTLE_LOOK_SECONDS apart (/proc/self/task), at least SETTLE_MIN and
+# at most SETTLE_SECONDS; a fixed SETTLE_SECONDS where that cannot be seen.
+# (A fixed 0.15 s took ~100 s of a 460 s run's ~700 pauses.)
+SETTLE_SECONDS = 0.15
+SETTLE_MIN_SECONDS = 0.03
+SETTLE_LOOK_SECONDS = 0.005
+
+
+# a group whose matrix-product probes ran below this share of the run's
+# calm rate for its dtype and threads (or during which fastsgd's team saw
+# its cores crowded) is measured again at the end of its section (a
+# neighbour often stays for a minute), up to --crowded-retries times and
+# CROWDED_RETRY_BUDGET times a run; the calmest attempt is reported
+CROWDED_PROBE_SHARE = 0.8
+# ... or during which other processes (and the host, stealing vCPU time)
+# used more than this many cores beyond those the group leaves free (a
+# neighbour between two probes went unseen before: a 2-thread group ran at
+# 1.01x its 1-thread speed with calm probes)
+CROWDED_OTHERS_CORES = 0.15
+CROWDED_RETRY_BUDGET = 8
+
+
+class MatmulProbe:
+    """The machine's matrix-product rate: GFLOP/s of numpy matmul of two
+    size x size matrices of the dtype, under the caller's BLAS thread limit.
+    Called once per repeat of every group, interleaved with the frameworks,
+    so the limit is measured under the same conditions as they are."""
+
+    def __init__(self, dtype, size):
+        import numpy as np
+        rng = np.random.default_rng(1)
+        self.a = rng.standard_normal((size, size)).astype(dtype)
+        self.b = rng.standard_normal((size, size)).astype(dtype)
+        self.c = np.empty_like(self.a)
+        self.size = size
+        self()  # warm-up: thread pool, caches
+
+    def __call__(self):
+        import numpy as np
+        start = time.perf_counter()
+        np.matmul(self.a, self.b, out=self.c)
+        return 2.0 * self.size ** 3 / (time.perf_counter() - start) / 1e9
+
+
+def other_threads_running():
+    """How many of this process's other threads are running or runnable
+    now (Linux /proc/self/task); None where that cannot be read."""
+    me = threading.get_native_id()
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    running = 0
+    for tid in tasks:
+        if int(tid) == me:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:   # the thread has just ended
+            continue
+        # "tid (comm) S ...": comm may hold spaces and parentheses
+        if stat.rpartition(")")[2].split()[0] == "R":
+            running += 1
+    return running
+
+
+def settle():
+    """Pause until the previous framework's idle threads have stopped
+    spinning (see SETTLE_SECONDS)."""
+    start = time.perf_counter()
+    time.sleep(SETTLE_MIN_SECONDS)
+    quiet = 0
+    while time.perf_counter() - start < SETTLE_SECONDS:
+        running = other_threads_running()
+        if running is None:
+            time.sleep(max(0.0, SETTLE_SECONDS - (time.perf_counter() - start)))
+            return
+        quiet = quiet + 1 if running == 0 else 0
+        if quiet >= 2:
+            return
+        time.sleep(SETTLE_LOOK_SECONDS)
+
+
+def calm_gflops(calm, dtype, threads, physical_cores=None):
+    """The calm matrix-product rate for (dtype, threads) so far: the best
+    probe median this run has seen for it, or, when the threads have a
+    physical core each, 0.9 x threads x the 1-thread one if higher (a
+    section that starts crowded must not set the bar)."""
+    best = calm.get((dtype, threads), 0.0)
+    if threads > 1 and (dtype, 1) in calm and (physical_cores or 0) >= threads:
+        best = max(best, 0.9 * threads * calm[(dtype, 1)])
+    return best
+
+
+def group_was_crowded(gflops, calm, team_crowded, others=None, free_cores=0):
+    """Did other processes crowd the machine during a group?  Its probes ran
+    slow, fastsgd's team stepped aside, or others used more cores than the
+    group left free."""
+    return (team_crowded > 0 or gflops < CROWDED_PROBE_SHARE * calm
+            or (others is not None and others > free_cores + CROWDED_OTHERS_CORES))
+
+
+def cpu_snapshot():
+    """(wall s, CPU s the whole machine spent busy, CPU s the host stole
+    from its vCPUs, CPU s of this process) now: Linux /proc/stat and
+    os.times(); None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        ticks = [int(v) for v in fields[1:]]
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if fields[0] != "cpu" or len(ticks) < 7:
+        return None
+    busy = sum(ticks[i] for i in (0, 1, 2, 5, 6))   # user nice system irq softirq
+    steal = ticks[7] if len(ticks) > 7 else 0
+    t = os.times()
+    return time.perf_counter(), busy / hz, steal / hz, t.user + t.system
+
+
+def others_cores(before, after):
+    """Cores that other processes (and the host, stealing vCPU time) used
+    on average between two cpu_snapshot()s; None when unknown."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    others = (after[1] - before[1]) - (after[3] - before[3]) + (after[2] - before[2])
+    return max(0.0, others) / (after[0] - before[0])
+
+
+def crowded_periods():
+    """Crowded periods the engine has begun in this process (fsg_wake.h):
+    by the team's waits, or by a look at a call's start that found no room
+    for the team among the system's runnable threads."""
+    from fastsgd import _engine
+    stats = _engine.crowd_stats()
+    return stats["episodes"] + stats["start_looks"]
