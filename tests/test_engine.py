@@ -399,13 +399,19 @@ def test_phase_timing_accounts_for_every_batch_and_changes_no_number(tuning, pha
     # show up on both sides, and the parts fit inside the batches' time
     tuning(wake_guard=0, probe_rows=0, solo_wait_percent=10**6, parallel_min_work=1,
            accumulate_rows=64)
-    X = np.random.RandomState(3).standard_normal((900, 256))
-    order = np.random.RandomState(4).permutation(900).astype(np.int64)
-    timed = _check_x_epoch(X, order, batch_size, 2, check_x=False)[2]
-    times = _engine.phase_times(reset=True)
-    assert times["batches"] == -(-900 // batch_size)
+    X = np.random.RandomState(3).standard_normal((3000, 256))
+    order = np.random.RandomState(4).permutation(3000).astype(np.int64)
     main = "slices" if batch_size > 64 else "tasks"
-    row = times["phases"][main]
+    # (with the other core busy, a woken helper may wait milliseconds for
+    # it, and the master may take every item of a short epoch: epochs of
+    # a few ms, and a few tries)
+    for _ in range(20):
+        timed = _check_x_epoch(X, order, batch_size, 2, check_x=False)[2]
+        times = _engine.phase_times(reset=True)
+        assert times["batches"] == -(-3000 // batch_size)
+        row = times["phases"][main]
+        if row["helper_items_us"] > 0:
+            break
     assert row["master_items_us"] > 0 and row["helper_items_us"] > 0
     assert row["master_work_us"] >= row["master_items_us"]
     assert times["phase1_us"] <= times["batch_us"]
