@@ -22,6 +22,17 @@ from ._runners import (FastsgdRunner, FastsgdStreamRunner, SGDClassifierRunner,
 from ._timing import freeze_imports, run_group
 
 
+def make_runners(args, use_torch, fastsgd_cls, sklearn_cls, torch_cls):
+    """The frameworks of a run on the network of args.hidden: fastsgd, and
+    scikit-learn and PyTorch unless left out."""
+    runners = [fastsgd_cls(args.hidden, ALPHA, args.seed)]
+    if not args.no_sklearn:
+        runners.append(sklearn_cls(args.hidden, ALPHA, args.seed))
+    if use_torch:
+        runners.append(torch_cls(args.hidden, ALPHA, args.seed))
+    return runners
+
+
 def run_speed(args):
     import numpy as np
     from threadpoolctl import threadpool_limits
@@ -33,11 +44,7 @@ def run_speed(args):
     use_torch = not args.no_torch and TorchRunner.available()
     if not args.no_torch and not use_torch:
         print("PyTorch is not importable: leaving it out (pip install torch to include it).\n")
-    runners = [FastsgdRunner(args.hidden, ALPHA, args.seed)]
-    if not args.no_sklearn:
-        runners.append(SklearnMLPRunner(args.hidden, ALPHA, args.seed))
-    if use_torch:
-        runners.append(TorchRunner(args.hidden, ALPHA, args.seed))
+    runners = make_runners(args, use_torch, FastsgdRunner, SklearnMLPRunner, TorchRunner)
     names = [r.name for r in runners]
     freeze_imports()
 
@@ -276,11 +283,8 @@ def run_linear(args, data, y, result, use_torch):
 def run_stream(args, data, y, result, use_torch):
     """Online learning: the per-call cost of partial_fit on small chunks."""
     from threadpoolctl import threadpool_limits
-    runners = [FastsgdStreamRunner(args.hidden, ALPHA, args.seed)]
-    if not args.no_sklearn:
-        runners.append(SklearnStreamRunner(args.hidden, ALPHA, args.seed))
-    if use_torch:
-        runners.append(TorchStreamRunner(args.hidden, ALPHA, args.seed))
+    runners = make_runners(args, use_torch, FastsgdStreamRunner, SklearnStreamRunner,
+                           TorchStreamRunner)
     names = [r.name for r in runners]
     result["stream_frameworks"] = names
     chunk = STREAM_CHUNK
