@@ -5,6 +5,7 @@ works on a small size, and the pytest-benchmark suite in benches/ runs once
 
 import importlib.util
 import json
+import math
 import os
 import re
 import subprocess
@@ -223,6 +224,36 @@ def test_crowded_groups_are_judged_against_the_calm_rate():
     assert not _crowding.group_was_crowded(95.0, 90.0, 0, others=None)
 
 
+def _attempt(fastsgd, sklearn, torch, probe, crowded=False, periods=0, others=0.0):
+    return {"frameworks": {"fastsgd": {"rows_per_s": fastsgd},
+                           "scikit-learn": {"rows_per_s": sklearn},
+                           "torch": {"rows_per_s": torch}},
+            "matmul_gflops": probe, "crowded": crowded, "crowded_periods": periods,
+            "others_cores": others}
+
+
+def test_the_attempt_kept_is_where_the_other_frameworks_ran_fastest():
+    # attempts of the bench run of 2026-12-04 21:06 UTC (rows/s in thousands)
+    from fastsgd._bench._crowding import calmest_attempt
+    # float32 batch 1: a brief team step-aside in the calmer first attempt
+    first = _attempt(106.2, 2.4, 2.7, 201, crowded=True, periods=1)
+    second = _attempt(71.2, 2.6, 1.8, 193)
+    assert calmest_attempt([first, second]) is first
+    # float64 batch 32: the others as fast in both (within CALM_TIE), so
+    # the crowd signals decide
+    first = _attempt(103.4, 44.9, 47.2, 101, crowded=True, periods=4)
+    second = _attempt(170.6, 43.6, 47.4, 103, crowded=True, periods=2)
+    assert calmest_attempt([first, second]) is second
+    # fastsgd's own speed never chooses
+    assert calmest_attempt([_attempt(1.0, 10, 10, 50), _attempt(99.0, 9, 9, 50)])[
+        "frameworks"]["fastsgd"]["rows_per_s"] == 1.0
+    # a framework that failed in one attempt is left out of the comparison
+    broken = _attempt(5.0, None, 20, 60)
+    assert calmest_attempt([_attempt(9.0, 10, 10, 50), broken]) is broken
+    only = _attempt(5.0, 1, 1, 1)
+    assert calmest_attempt([only]) is only
+
+
 def test_other_processes_cores_are_measured_from_cpu_snapshots():
     from fastsgd._bench import _crowding
     # (wall, machine busy, stolen, this process): 3 s busy of which 1 s ours,
@@ -263,8 +294,13 @@ def test_crowded_groups_are_measured_again_within_the_budget(tmp_path, monkeypat
     for row in (first, second):
         assert row["crowded"]
         assert any("this is the calmest" in note for note in row["notes"])
-        kept = row["matmul_gflops"]
-        assert all(a["matmul_gflops"] <= kept for a in row["other_attempts"])
+        # kept: where scikit-learn and the probes ran fastest, near-ties aside
+        seen = [(row["frameworks"]["scikit-learn"]["rows_per_s"], row["matmul_gflops"])]
+        seen += [(a["rows_per_s"]["scikit-learn"], a["matmul_gflops"])
+                 for a in row["other_attempts"]]
+        best = [max(col) for col in zip(*seen)]
+        score = [sum(math.log(v / b) for v, b in zip(vals, best)) / 2 for vals in seen]
+        assert score[0] >= max(score) + math.log(1 - _crowding.CALM_TIE)
         assert all(a["rows_per_s"]["fastsgd"] > 0 for a in row["other_attempts"])
     md = (out_dir / "bench.md").read_text()
     assert "- float32, 1 thread(s), batch 64: " in md and "this is the calmest" in md

@@ -63,8 +63,10 @@ def build_parser():
                    help="measure a group again at the end of its section, up to this many "
                         "times, when other processes crowded the machine during it (its "
                         f"matrix-product rate fell below {CROWDED_PROBE_SHARE:.0%} of the run's "
-                        "calm one, or fastsgd's team stepped aside); the calmest attempt is "
-                        "reported, the others are kept in the JSON; at most "
+                        "calm one, fastsgd's team stepped aside, or other processes used the "
+                        "free cores); the attempt in which the other frameworks and the "
+                        "probes ran fastest is reported (fewer crowd signals breaking "
+                        "near-ties), the others are kept in the JSON; at most "
                         f"{CROWDED_RETRY_BUDGET} a run (default 1, --quick 0)")
     p.add_argument("--hidden", type=_parse_hidden,
                    help="hidden layer sizes, comma list (default 128)")

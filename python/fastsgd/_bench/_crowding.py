@@ -3,6 +3,7 @@ probe (the machine limit, and a crowd's first sign), the pause before each
 timed fit, other processes' CPU time, fastsgd's own crowd verdicts, and the
 rule that says a group was crowded and is measured again."""
 
+import math
 import os
 import threading
 import time
@@ -28,6 +29,7 @@ SETTLE_LOOK_SECONDS = 0.005
 # its cores crowded) is measured again at the end of its section (a
 # neighbour often stays for a minute), up to --crowded-retries times and
 # CROWDED_RETRY_BUDGET times a run; the calmest attempt is reported
+# (calmest_attempt)
 CROWDED_PROBE_SHARE = 0.8
 # ... or during which other processes (and the host, stealing vCPU time)
 # used more than this many cores beyond those the group leaves free (a
@@ -35,6 +37,14 @@ CROWDED_PROBE_SHARE = 0.8
 # 1.01x its 1-thread speed with calm probes)
 CROWDED_OTHERS_CORES = 0.15
 CROWDED_RETRY_BUDGET = 8
+# Of a group's attempts the one kept is where everything fastsgd does not
+# control ran fastest: the other frameworks and the matrix-product probes
+# (geometric mean of each one's rate against its best attempt).  Attempts
+# within CALM_TIE of that are equally calm, and then the one with the
+# fewest crowd signals wins.  (Kept by the signals first, a float32 batch-1
+# group kept a second attempt with no signal at 71.2k rows/s, PyTorch 1.8k,
+# over a first with one brief team step-aside at 106.2k, PyTorch 2.7k.)
+CALM_TIE = 0.03
 
 
 class MatmulProbe:
@@ -116,6 +126,30 @@ def group_was_crowded(gflops, calm, team_crowded, others=None, free_cores=0):
     group left free."""
     return (team_crowded > 0 or gflops < CROWDED_PROBE_SHARE * calm
             or (others is not None and others > free_cores + CROWDED_OTHERS_CORES))
+
+
+def calmest_attempt(attempts, own="fastsgd"):
+    """The attempt of a group to report (see CALM_TIE).  Each attempt has
+    "matmul_gflops", "frameworks" ({name: {"rows_per_s": ...}}), "crowded",
+    "crowded_periods" and "others_cores"; `own` is the framework whose
+    speed must not choose."""
+    def rates(a):
+        out = {name: fw.get("rows_per_s") for name, fw in a["frameworks"].items()
+               if name != own}
+        out["matmul probe"] = a["matmul_gflops"]
+        return out
+    per_attempt = [rates(a) for a in attempts]
+    keys = [k for k in per_attempt[0] if all(r.get(k) for r in per_attempt)]
+    best = {k: max(r[k] for r in per_attempt) for k in keys}
+
+    def score(r):
+        return (sum(math.log(r[k] / best[k]) for k in keys) / len(keys)) if keys else 0.0
+    scores = [score(r) for r in per_attempt]
+    top = max(scores)
+    tied = [i for i, sc in enumerate(scores) if sc >= top + math.log(1.0 - CALM_TIE)]
+    kept = min(tied, key=lambda i: (attempts[i]["crowded"], attempts[i]["crowded_periods"],
+                                    attempts[i].get("others_cores") or 0.0, -scores[i]))
+    return attempts[kept]
 
 
 def cpu_snapshot():

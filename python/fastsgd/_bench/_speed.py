@@ -11,7 +11,7 @@ from ._case import (ALPHA, LINEAR_ROWS, MOMENTUM, N_CLASSES, N_FEATURES, STREAM_
                     STREAM_PAUSE_S, STREAM_PAUSED_CALLS, STREAM_ROWS, auto_epochs,
                     flops_per_row, learning_rate_for, make_dataset, rows_for_batch)
 from . import _crowding
-from ._crowding import MatmulProbe, calm_gflops, group_was_crowded
+from ._crowding import MatmulProbe, calm_gflops, calmest_attempt, group_was_crowded
 from ._machine import (busy_warning, env_warning, loadavg, machine_info, set_torch_threads,
                        usable_physical_cores)
 from ._report import (check_notes, console_row, console_table_header,
@@ -180,10 +180,10 @@ def run_speed(args):
 
 
 def _group_row(group, dtype, threads, fpr):
-    """The result row of a measured group: its calmest attempt (not crowded
-    if any, else the one with the fastest probes), the others kept aside."""
+    """The result row of a measured group: its calmest attempt (see
+    calmest_attempt), the others kept aside."""
     attempts = group["attempts"]
-    kept = min(attempts, key=lambda a: (a["crowded"], -a["matmul_gflops"]))
+    kept = calmest_attempt(attempts)
     fw, probed, gflops = kept["frameworks"], kept["probed"], kept["matmul_gflops"]
     crowded, others_used = kept["crowded_periods"], kept.get("others_cores")
     others = [{"matmul_gflops": a["matmul_gflops"], "calm_gflops": a["calm_gflops"],
@@ -206,7 +206,7 @@ def _group_row(group, dtype, threads, fpr):
                      "cores on average)")
     if others:
         notes.append(f"measured {len(attempts)} times (the machine was crowded); this is "
-                     "the calmest")
+                     "the calmest (the other frameworks and the probes fastest)")
     return {"dtype": dtype, "threads": threads, "batch_size": group["batch"],
             "batch_label": "full" if group["bs"] is None else str(group["bs"]),
             "full_batch": group["bs"] is None, "n_rows": group["n"], "epochs": group["epochs"],
