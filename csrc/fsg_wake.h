@@ -89,6 +89,7 @@ static inline int64_t fsg_now_ns(void) {
 #define FSG_CROWD_POLL_NS 5000000LL
 #define FSG_CROWD_FREE_POLLS 3
 #define FSG_CROWD_START_FREE_POLLS 1
+#define FSG_CROWD_START_POLL_NS 1000000LL
 
 typedef struct {
     int64_t until_ns;       /* team calls run alone until then */
@@ -180,7 +181,10 @@ static inline int fsg_crowd_open(int64_t now) {
  * period at once.  One look is weak evidence -- on the quiet build machine
  * 1.7% of looks saw a second runnable thread, kernel work of up to ~2 ms
  * some 30 times a second -- so a single look with room ends such a period
- * (FSG_CROWD_START_FREE_POLLS): a false alarm costs 5 ms alone.  Only
+ * (FSG_CROWD_START_FREE_POLLS), and the first is made after 1 ms
+ * (FSG_CROWD_START_POLL_NS), not 5: a false alarm costs 1 ms alone, where
+ * it cost 5 ms in 3 of 40 float32 batch-32 fits (59.5 ms median; those
+ * took 61-69).  Only
  * after FSG_CROWD_LOOK_IDLE_NS: our own OpenMP threads spin for ~7.5 ms
  * after a region (measured) and would count as a crowd. */
 #define FSG_CROWD_LOOK_IDLE_NS 10000000LL
@@ -279,6 +283,8 @@ static inline int fsg_crowd_start_look(int64_t now, int n_threads) {
     if (runnable < 0 || runnable - 1 + n_threads <= fsg_usable_cpus) return 0;
     if (fsg_crowd_open(now)) {
         __atomic_store_n(&fsg_crowd.free_needed, FSG_CROWD_START_FREE_POLLS, __ATOMIC_RELAXED);
+        __atomic_store_n(&fsg_crowd.next_poll_ns, now + FSG_CROWD_START_POLL_NS,
+                         __ATOMIC_RELAXED);
         __atomic_add_fetch(&fsg_crowd.start_looks, 1, __ATOMIC_RELAXED);
     }
     return 1;

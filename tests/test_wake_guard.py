@@ -332,6 +332,38 @@ def test_a_crowd_seen_by_one_look_at_a_calls_start_ends_at_the_first_look_with_r
     assert _engine._crowd_policy("look", t + 35 * ms, runnable=1)
 
 
+def test_a_start_look_period_has_its_first_look_after_1_ms(no_crowding, two_cpus):
+    # a false alarm at a call's start costs 1 ms alone, not 5; a period
+    # begun by the team's waits keeps the 5 ms between looks
+    ms = 1_000_000
+    t = 10**15
+    _engine._set_runnable_override(2)
+    assert _engine._crowd_policy("start", t, n_threads=2)
+    _engine._set_runnable_override(1)   # the blip is gone
+    assert not _engine._crowd_policy("poll", t + ms // 2)   # (no look due yet)
+    assert _engine._crowd_policy("crowded", t + ms // 2)
+    assert _engine._crowd_policy("poll", t + ms)
+    assert not _engine._crowd_policy("crowded", t + ms + 1)
+    # ... a blip still there at 1 ms: the next look 5 ms on
+    _engine.forget_crowding()
+    t += 10**12
+    _engine._set_runnable_override(2)
+    assert _engine._crowd_policy("start", t, n_threads=2)
+    assert not _engine._crowd_policy("poll", t + ms)
+    _engine._set_runnable_override(1)
+    assert not _engine._crowd_policy("poll", t + 5 * ms)
+    assert _engine._crowd_policy("poll", t + 6 * ms)
+    # waits: no look before 5 ms
+    _engine.forget_crowding()
+    t += 10**12
+    _engine._set_runnable_override(3)
+    _engine._crowd_policy("begin", t)
+    _engine._set_runnable_override(1)
+    assert not any(_engine._crowd_policy("poll", t + i * ms) for i in range(1, 5))
+    assert not _engine._crowd_policy("poll", t + 5 * ms)   # (1 of 3 looks with room)
+    assert _engine._crowd_policy("crowded", t + 5 * ms)
+
+
 def _long_fit(n_threads, X, y):
     return MLPClassifier(hidden_layer_sizes=(128,), batch_size=8, max_iter=1,
                          learning_rate_init=0.001, random_state=0,

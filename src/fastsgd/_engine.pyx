@@ -1281,13 +1281,17 @@ def _crowd_policy(str what, int64_t now, int64_t team_ns=0, int64_t wait_ns=0,
     in the system for a team of n_threads on n_cpus (True when that ends the
     period), look as a team call of n_threads 'start's (True when that
     begins a period; the runnable count is the engine's, see
-    _set_runnable_override), or ask whether it is 'crowded'."""
+    _set_runnable_override), 'poll' as a caller alone does (a look with the
+    engine's count, when one is due; True when it ends the period), or ask
+    whether it is 'crowded'."""
     if what == "record":
         return bool(fsg_crowd_record(team_ns, wait_ns, now))
     if what == "look":
         return bool(fsg_crowd_look(now, runnable, n_threads, n_cpus))
     if what == "start":
         return bool(fsg_crowd_start_look(now, n_threads))
+    if what == "poll":
+        return bool(fsg_crowd_poll(now, n_threads))
     if what == "begin":
         fsg_crowd_begin(now)
         return None
