@@ -104,9 +104,13 @@ typedef struct {
     int64_t free_needed;    /* ... and how many end this period (0: none) */
     int64_t early_ends;     /* periods ended by free cores (tests, diagnostics) */
     int64_t start_looks;    /* periods begun by a look at a call's start (same) */
+    int64_t looks;          /* looks made in this period */
+    int64_t started;        /* 1: this period was begun by a start look */
+    int64_t blips;          /* start-look periods the first look ended (same):
+                             * a moment's runnable thread, not a crowd */
 } fsg_crowd_state;
 
-static fsg_crowd_state fsg_crowd = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+static fsg_crowd_state fsg_crowd = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 
 #if defined(__linux__)
 /* a small /proc file's text into buf (NUL-terminated); 0 if unreadable */
@@ -155,6 +159,8 @@ static inline int fsg_crowd_open(int64_t now) {
     __atomic_store_n(&fsg_crowd.window_wait_ns, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&fsg_crowd.next_poll_ns, now + FSG_CROWD_POLL_NS, __ATOMIC_RELAXED);
     __atomic_store_n(&fsg_crowd.free_polls, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&fsg_crowd.looks, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&fsg_crowd.started, 0, __ATOMIC_RELAXED);
     return 1;
 }
 
@@ -252,6 +258,7 @@ static inline int fsg_crowd_record(int64_t team_ns, int64_t wait_ns, int64_t now
 static inline int fsg_crowd_look(int64_t now, int runnable, int n_threads, int n_cpus) {
     int64_t needed = __atomic_load_n(&fsg_crowd.free_needed, __ATOMIC_RELAXED);
     if (runnable < 0 || needed <= 0 || !fsg_crowded(now)) return 0;
+    int64_t looks = __atomic_add_fetch(&fsg_crowd.looks, 1, __ATOMIC_RELAXED);
     if (runnable - 1 + n_threads > n_cpus) {
         __atomic_store_n(&fsg_crowd.free_polls, 0, __ATOMIC_RELAXED);
         return 0;
@@ -260,6 +267,8 @@ static inline int fsg_crowd_look(int64_t now, int runnable, int n_threads, int n
     __atomic_store_n(&fsg_crowd.until_ns, now, __ATOMIC_RELAXED);
     __atomic_store_n(&fsg_crowd.free_polls, 0, __ATOMIC_RELAXED);
     __atomic_add_fetch(&fsg_crowd.early_ends, 1, __ATOMIC_RELAXED);
+    if (looks == 1 && __atomic_load_n(&fsg_crowd.started, __ATOMIC_RELAXED))
+        __atomic_add_fetch(&fsg_crowd.blips, 1, __ATOMIC_RELAXED);
     return 1;
 }
 
@@ -285,6 +294,7 @@ static inline int fsg_crowd_start_look(int64_t now, int n_threads) {
         __atomic_store_n(&fsg_crowd.free_needed, FSG_CROWD_START_FREE_POLLS, __ATOMIC_RELAXED);
         __atomic_store_n(&fsg_crowd.next_poll_ns, now + FSG_CROWD_START_POLL_NS,
                          __ATOMIC_RELAXED);
+        __atomic_store_n(&fsg_crowd.started, 1, __ATOMIC_RELAXED);
         __atomic_add_fetch(&fsg_crowd.start_looks, 1, __ATOMIC_RELAXED);
     }
     return 1;

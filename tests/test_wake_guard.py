@@ -344,6 +344,7 @@ def test_a_start_look_period_has_its_first_look_after_1_ms(no_crowding, two_cpus
     assert _engine._crowd_policy("crowded", t + ms // 2)
     assert _engine._crowd_policy("poll", t + ms)
     assert not _engine._crowd_policy("crowded", t + ms + 1)
+    assert _engine.crowd_stats()["blips"] == 1   # (the bench does not count it)
     # ... a blip still there at 1 ms: the next look 5 ms on
     _engine.forget_crowding()
     t += 10**12
@@ -353,6 +354,7 @@ def test_a_start_look_period_has_its_first_look_after_1_ms(no_crowding, two_cpus
     _engine._set_runnable_override(1)
     assert not _engine._crowd_policy("poll", t + 5 * ms)
     assert _engine._crowd_policy("poll", t + 6 * ms)
+    assert _engine.crowd_stats()["blips"] == 0 and _engine.crowd_stats()["early_ends"] == 1
     # waits: no look before 5 ms
     _engine.forget_crowding()
     t += 10**12

@@ -612,6 +612,9 @@ cdef extern from "fsg_wake.h" nogil:
         int64_t free_needed
         int64_t early_ends
         int64_t start_looks
+        int64_t looks
+        int64_t started
+        int64_t blips
     fsg_crowd_state fsg_crowd
     int fsg_runnable_override
     int fsg_usable_cpus
@@ -1248,14 +1251,15 @@ def crowd_stats():
     current backoff; stalls seen; the team-time window and CPU wait of the
     last verdict that found a crowd by waiting, and how many such verdicts
     a helper thread's wait began; periods ended early by looks that found
-    room for the team, and periods begun by a look as a call started
-    (diagnostics)."""
+    room for the team, periods begun by a look as a call started, and of
+    those the `blips` that the first look ended (a moment's runnable
+    thread, not a crowd) (diagnostics)."""
     return dict(episodes=fsg_crowd.episodes, crowded_now=bool(fsg_crowded(fsg_now_ns())),
                 backoff_ms=fsg_crowd.backoff_ns / 1e6, stalls=_stalls,
                 verdict_window_ms=fsg_crowd.verdict_window_ns / 1e6,
                 verdict_wait_ms=fsg_crowd.verdict_wait_ns / 1e6,
                 helper_verdicts=_helper_verdicts, early_ends=fsg_crowd.early_ends,
-                start_looks=fsg_crowd.start_looks)
+                start_looks=fsg_crowd.start_looks, blips=fsg_crowd.blips)
 
 
 def forget_crowding():
@@ -1266,7 +1270,7 @@ def forget_crowding():
     fsg_crowd.verdict_window_ns = fsg_crowd.verdict_wait_ns = 0
     fsg_crowd.next_poll_ns = fsg_crowd.free_polls = fsg_crowd.early_ends = 0
     fsg_crowd.free_needed = 0
-    fsg_crowd.start_looks = 0
+    fsg_crowd.start_looks = fsg_crowd.looks = fsg_crowd.started = fsg_crowd.blips = 0
     global _stalls, _last_stall_ns, _helper_verdicts
     _stalls = 0
     _helper_verdicts = 0
