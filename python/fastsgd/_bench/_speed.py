@@ -61,7 +61,36 @@ def run_speed(args):
           f"0.001 below; median of {args.repeats} interleaved repeats; frameworks: "
           f"{', '.join(names)}\n", flush=True)
 
-    result = {
+    result = _new_result(args, machine, warning, names, units, fpr)
+    t_start = time.perf_counter()
+    run = _RunState()
+    for dtype in args.dtypes:
+        for threads in args.threads:
+            set_torch_threads(threads)
+            with threadpool_limits(threads, "blas"):
+                _run_section(args, runners, data[dtype], y, dtype, threads, fpr, run, result)
+            print(flush=True)
+
+    result["thread_speedup"] = _thread_speedup(result["results"])
+    console_thread_speedup(result["thread_speedup"])
+
+    if args.linear:
+        run_linear(args, data, y, result, use_torch)
+    if args.stream:
+        run_stream(args, data, y, result, use_torch)
+
+    try:
+        machine["loadavg_end"] = os.getloadavg()
+    except OSError:
+        pass
+    result["wall_seconds"] = time.perf_counter() - t_start
+    write_outputs(args, result, "bench", write_markdown)
+    return 0 if _all_ok(result) else 1
+
+
+def _new_result(args, machine, warning, names, units, fpr):
+    """The speed run's record, before any measurement."""
+    return {
         "schema": "fastsgd-bench/1",
         "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": "python -m fastsgd bench " + " ".join(args.argv),
@@ -87,96 +116,85 @@ def run_speed(args):
         "linear": [],
         "stream": [],
     }
-    t_start = time.perf_counter()
-    calm = {}   # (dtype, threads) -> best probe median seen
-    physical_cores = usable_physical_cores()
-    from fastsgd._threads import _usable_cpus
-    usable_cpus = _usable_cpus()   # (a group of k threads leaves the rest free)
-    retries_left = _crowding.CROWDED_RETRY_BUDGET
-    for dtype in args.dtypes:
-        X_all = data[dtype]
-        for threads in args.threads:
-            set_torch_threads(threads)
-            with threadpool_limits(threads, "blas"):
-                probe = MatmulProbe(dtype, args.matmul_size)
-                mm = {"dtype": dtype, "threads": threads, "size": args.matmul_size,
-                      "gflops_all": [probe() for _ in range(3)]}
-                calm[(dtype, threads)] = statistics.median(mm["gflops_all"])
-                print(f"--- {dtype}, {threads} thread{'s' if threads > 1 else ''}: numpy matmul "
-                      f"{statistics.median(mm['gflops_all']):.1f} GFLOP/s -> machine limit "
-                      f"{fmt_rate(statistics.median(mm['gflops_all']) * 1e9 / fpr)} rows/s "
-                      "(re-measured within every group)", flush=True)
-                console_table_header(names)
-                def attempt(group):
-                    """Measure a group once; returns the attempt (and notes
-                    the run's calm rate)."""
-                    fw, probed, watch = run_group(runners, group["X"], group["y"],
-                                                  group["batch"], group["lr"],
-                                                  group["epochs"], threads, args.repeats,
-                                                  probe=probe)
-                    crowded, others = watch["crowded_periods"], watch["others_cores"]
-                    mm["gflops_all"] += probed
-                    gflops = statistics.median(probed)
-                    reference = calm_gflops(calm, dtype, threads, physical_cores)
-                    calm[(dtype, threads)] = max(calm[(dtype, threads)], gflops)
-                    verdict = group_was_crowded(gflops, reference, crowded, others,
-                                                max(0, usable_cpus - threads))
-                    return {"crowded": verdict, "matmul_gflops": gflops,
-                            "calm_gflops": reference, "crowded_periods": crowded,
-                            "others_cores": others, "frameworks": fw, "probed": probed}
 
-                groups = []
-                for bs in args.batch_sizes:
-                    n = rows_for_batch(bs, args.rows)
-                    batch = n if bs is None else bs
-                    if batch > n:
-                        print(f"{bs:>6}  skipped: larger than the {n:,} rows", flush=True)
-                        continue
-                    group = {"bs": bs, "n": n, "batch": batch, "X": X_all[:n], "y": y[:n],
-                             "lr": learning_rate_for(batch),
-                             "epochs": args.epochs or auto_epochs(batch, n)}
-                    group["attempts"] = [attempt(group)]
-                    group["row"] = _group_row(group, dtype, threads, fpr)
-                    groups.append(group)
-                    result["results"].append(group["row"])
-                    console_row(group["row"], names)
-                    if group["attempts"][0]["crowded"] and args.crowded_retries:
-                        print("       (crowded: measured again at the end of this section)",
-                              flush=True)
-                # crowded groups again, once the neighbour has perhaps left
-                for retry in range(args.crowded_retries):
-                    again = [g for g in groups if g["row"]["crowded"]]
-                    if not again or retries_left == 0:
-                        break
-                    print(f"--- {dtype}, {threads} thread{'s' if threads > 1 else ''}: "
-                          "the crowded groups again", flush=True)
-                    for group in again[:retries_left]:
-                        retries_left -= 1
-                        group["attempts"].append(attempt(group))
-                        row = _group_row(group, dtype, threads, fpr)
-                        result["results"][result["results"].index(group["row"])] = row
-                        group["row"] = row
-                        console_row(row, names)
-                mm["gflops"] = float(statistics.median(mm["gflops_all"]))
-                mm["limit_rows_per_s"] = mm["gflops"] * 1e9 / fpr
-                result["matmul"].append(mm)
-            print(flush=True)
 
-    result["thread_speedup"] = _thread_speedup(result["results"])
-    console_thread_speedup(result["thread_speedup"])
+class _RunState:
+    """What the speed run learns as it goes: the calm matrix-product rate of
+    each (dtype, threads), the machine's cores, the retries left."""
 
-    if args.linear:
-        run_linear(args, data, y, result, use_torch)
-    if args.stream:
-        run_stream(args, data, y, result, use_torch)
+    def __init__(self):
+        from fastsgd._threads import _usable_cpus
+        self.calm = {}   # (dtype, threads) -> best probe median seen
+        self.physical_cores = usable_physical_cores()
+        self.usable_cpus = _usable_cpus()   # (a group of k threads leaves the rest free)
+        self.retries_left = _crowding.CROWDED_RETRY_BUDGET
 
-    try:
-        machine["loadavg_end"] = os.getloadavg()
-    except OSError:
-        pass
-    result["wall_seconds"] = time.perf_counter() - t_start
-    write_outputs(args, result, "bench", write_markdown)
-    return 0 if _all_ok(result) else 1
+
+def _run_section(args, runners, X_all, y, dtype, threads, fpr, run, result):
+    """One (dtype, threads) section: the matrix-product probe, every batch
+    size's group, then the crowded groups again; adds rows and the probe's
+    record to `result`."""
+    names = [r.name for r in runners]
+    probe = MatmulProbe(dtype, args.matmul_size)
+    mm = {"dtype": dtype, "threads": threads, "size": args.matmul_size,
+          "gflops_all": [probe() for _ in range(3)]}
+    run.calm[(dtype, threads)] = statistics.median(mm["gflops_all"])
+    print(f"--- {dtype}, {threads} thread{'s' if threads > 1 else ''}: numpy matmul "
+          f"{statistics.median(mm['gflops_all']):.1f} GFLOP/s -> machine limit "
+          f"{fmt_rate(statistics.median(mm['gflops_all']) * 1e9 / fpr)} rows/s "
+          "(re-measured within every group)", flush=True)
+    console_table_header(names)
+
+    def attempt(group):
+        """Measure a group once; returns the attempt (and notes the run's
+        calm rate)."""
+        fw, probed, watch = run_group(runners, group["X"], group["y"], group["batch"],
+                                      group["lr"], group["epochs"], threads, args.repeats,
+                                      probe=probe)
+        crowded, others = watch["crowded_periods"], watch["others_cores"]
+        mm["gflops_all"] += probed
+        gflops = statistics.median(probed)
+        reference = calm_gflops(run.calm, dtype, threads, run.physical_cores)
+        run.calm[(dtype, threads)] = max(run.calm[(dtype, threads)], gflops)
+        verdict = group_was_crowded(gflops, reference, crowded, others,
+                                    max(0, run.usable_cpus - threads))
+        return {"crowded": verdict, "matmul_gflops": gflops, "calm_gflops": reference,
+                "crowded_periods": crowded, "others_cores": others, "frameworks": fw,
+                "probed": probed}
+
+    groups = []
+    for bs in args.batch_sizes:
+        n = rows_for_batch(bs, args.rows)
+        batch = n if bs is None else bs
+        if batch > n:
+            print(f"{bs:>6}  skipped: larger than the {n:,} rows", flush=True)
+            continue
+        group = {"bs": bs, "n": n, "batch": batch, "X": X_all[:n], "y": y[:n],
+                 "lr": learning_rate_for(batch), "epochs": args.epochs or auto_epochs(batch, n)}
+        group["attempts"] = [attempt(group)]
+        group["row"] = _group_row(group, dtype, threads, fpr)
+        groups.append(group)
+        result["results"].append(group["row"])
+        console_row(group["row"], names)
+        if group["attempts"][0]["crowded"] and args.crowded_retries:
+            print("       (crowded: measured again at the end of this section)", flush=True)
+    # crowded groups again, once the neighbour has perhaps left
+    for _ in range(args.crowded_retries):
+        again = [g for g in groups if g["row"]["crowded"]]
+        if not again or run.retries_left == 0:
+            break
+        print(f"--- {dtype}, {threads} thread{'s' if threads > 1 else ''}: "
+              "the crowded groups again", flush=True)
+        for group in again[:run.retries_left]:
+            run.retries_left -= 1
+            group["attempts"].append(attempt(group))
+            row = _group_row(group, dtype, threads, fpr)
+            result["results"][result["results"].index(group["row"])] = row
+            group["row"] = row
+            console_row(row, names)
+    mm["gflops"] = float(statistics.median(mm["gflops_all"]))
+    mm["limit_rows_per_s"] = mm["gflops"] * 1e9 / fpr
+    result["matmul"].append(mm)
 
 
 def _group_row(group, dtype, threads, fpr):
