@@ -122,9 +122,10 @@ void fsg_mt_uniform_f32(fsg_mt19937 *s, float *out, fsg_idx n, double low, doubl
 void fsg_mt_uniform_f64(fsg_mt19937 *s, double *out, fsg_idx n, double low, double range);
 
 /* ask for bytes [first, first + count) of rows idx[0..B) of x (rows
- * row_bytes apart) to be brought into cache ahead of a gather */
+ * row_bytes apart) to be brought into cache ahead of a gather, with
+ * __builtin_prefetch's locality hint (0-3) */
 void fsg_prefetch_rows(const void *x, const int64_t *idx, fsg_idx B, size_t row_bytes,
-                       size_t first, size_t count);
+                       size_t first, size_t count, int locality);
 
 /* which SIMD variant of the kernels this CPU runs ("avx512", "avx2",
  * "baseline"), and whether function multi-versioning was compiled in */

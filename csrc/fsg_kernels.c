@@ -76,16 +76,27 @@ typedef int64_t fsg_vi64 __attribute__((vector_size(64)));
 #undef FSG_TANH
 #undef FSG_EPS
 
+/* one prefetch per cache line the range touches (the hint must be a
+ * compile-time constant, hence one loop per hint) */
+#define FSG_PREFETCH_ROWS(hint)                                                \
+    for (fsg_idx b = 0; b < B; b++) {                                          \
+        const char *row = base + (size_t)idx[b] * row_bytes;                   \
+        for (size_t off = start; off < end; off += 64)                         \
+            __builtin_prefetch(row + off, 0, hint);                            \
+    }
+
 void fsg_prefetch_rows(const void *x, const int64_t *idx, fsg_idx B, size_t row_bytes,
-                       size_t first, size_t count) {
-    /* one prefetch per cache line the range touches */
+                       size_t first, size_t count, int locality) {
     const char *base = (const char *)x;
     size_t start = first & ~(size_t)63, end = first + count;
-    for (fsg_idx b = 0; b < B; b++) {
-        const char *row = base + (size_t)idx[b] * row_bytes;
-        for (size_t off = start; off < end; off += 64) __builtin_prefetch(row + off, 0, 3);
+    switch (locality) {
+    case 3: FSG_PREFETCH_ROWS(3) break;
+    case 2: FSG_PREFETCH_ROWS(2) break;
+    case 1: FSG_PREFETCH_ROWS(1) break;
+    default: FSG_PREFETCH_ROWS(0) break;
     }
 }
+#undef FSG_PREFETCH_ROWS
 
 int fsg_kernel_multiversioned(void) { return FSG_HAVE_CLONES; }
 

@@ -424,3 +424,19 @@ def test_phase_timing_accounts_for_every_batch_and_changes_no_number(tuning, pha
     alone = _check_x_epoch(X, order, batch_size, 1, check_x=False)[2]
     np.testing.assert_array_equal(timed, untimed)
     np.testing.assert_array_equal(timed, alone)
+
+
+@pytest.mark.parametrize("batch_size", [1, 8, 32])
+def test_prefetch_hint_for_the_batch_after_next_changes_no_number(tuning, batch_size):
+    # the hint only says where the rows asked for ahead should wait
+    tuning(wake_guard=0, probe_rows=0, parallel_min_work=1)
+    X = np.random.RandomState(5).standard_normal((600, 256))
+    order = np.random.RandomState(6).permutation(600).astype(np.int64)
+    runs = []
+    for hint in (0, 1, 2, 3):
+        tuning(ahead_hint=hint)
+        runs.append(_check_x_epoch(X, order, batch_size, 2, check_x=False)[2])
+    for params in runs[1:]:
+        np.testing.assert_array_equal(params, runs[0])
+    with pytest.raises(ValueError, match="ahead_hint"):
+        tuning(ahead_hint=-1)

@@ -77,7 +77,7 @@ cdef extern from "fastsgd.h" nogil:
                               const int64_t *idx, fsg_idx B, fsg_idx width,
                               fsg_idx ahead) noexcept
     void fsg_prefetch_rows(const void *x, const int64_t *idx, fsg_idx B, size_t row_bytes,
-                           size_t first, size_t count) noexcept
+                           size_t first, size_t count, int locality) noexcept
     const char *fsg_kernel_isa() noexcept
     int fsg_kernel_multiversioned() noexcept
 
