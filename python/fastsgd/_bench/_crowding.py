@@ -44,7 +44,10 @@ CROWDED_RETRY_BUDGET = 8
 # fewest crowd signals wins.  (Kept by the signals first, a float32 batch-1
 # group kept a second attempt with no signal at 71.2k rows/s, PyTorch 1.8k,
 # over a first with one brief team step-aside at 106.2k, PyTorch 2.7k.)
-CALM_TIE = 0.03
+# (At 3 %, a float32 batch-256 attempt whose others ran 1-7 % slower, and
+# fastsgd at its 1-thread speed, won a near-tie over one with a single
+# step-aside at 366.9k rows/s; 21:53 UTC.)
+CALM_TIE = 0.01
 
 
 class MatmulProbe:
