@@ -440,3 +440,19 @@ def test_prefetch_hint_for_the_batch_after_next_changes_no_number(tuning, batch_
         np.testing.assert_array_equal(params, runs[0])
     with pytest.raises(ValueError, match="ahead_hint"):
         tuning(ahead_hint=-1)
+
+
+def test_stretches_without_a_slow_teammate_are_counted(tuning):
+    # adapt_team leaves the team out when the master waits for it too long
+    # (here: at all); the bench reads the count as a crowd sign
+    tuning(wake_guard=0, probe_rows=0, parallel_min_work=1, solo_wait_percent=0)
+    X = np.random.RandomState(7).standard_normal((3000, 256))
+    order = np.random.RandomState(8).permutation(3000).astype(np.int64)
+    before = _engine.crowd_stats()["solo_stretches"]
+    alone_by_waits = _check_x_epoch(X, order, 32, 2, check_x=False)[2]
+    assert _engine.crowd_stats()["solo_stretches"] > before
+    tuning(solo_wait_percent=10**6)
+    before = _engine.crowd_stats()["solo_stretches"]
+    team = _check_x_epoch(X, order, 32, 2, check_x=False)[2]
+    assert _engine.crowd_stats()["solo_stretches"] == before
+    np.testing.assert_array_equal(alone_by_waits, team)

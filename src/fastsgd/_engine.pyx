@@ -169,6 +169,7 @@ cdef dict _TUNING = dict(
     predict_rows=128,        # rows per prediction slice
     signal_every=256,        # batches between Ctrl-C checks
     solo_wait_percent=25,    # master waiting > this % of its work: go solo
+                             #     (0: after any wait; tests)
     probe_rows=64,           # batches up to this many rows measure team vs
                              #     alone (adapt_probe); 0: never
     wake_guard=1,            # short calls after an idle gap run alone when
@@ -188,7 +189,7 @@ def set_tuning(**knobs):
         if key not in _TUNING:
             raise KeyError(f"unknown tuning knob {key!r}")
         least = 0 if key in ("probe_rows", "wake_guard", "gather_early", "gather_ahead",
-                            "tail_gather", "ahead_hint",
+                            "tail_gather", "ahead_hint", "solo_wait_percent",
                             "master_tail", "taper_one", "reverse_last") else 1
         if int(value) < least:
             raise ValueError(f"tuning knob {key!r} must be >= {least}")
@@ -1237,6 +1238,7 @@ cdef double CROWD_CHECK_NS = 5e6
 cdef double STALL_PAIR_NS = 100e6
 cdef Py_ssize_t _stalls = 0          # stalls seen (diagnostics)
 cdef Py_ssize_t _helper_verdicts = 0 # crowded periods a helper's wait began
+cdef Py_ssize_t _solo_stretches = 0  # adapt_team's solo stretches (a slow teammate)
 cdef double _last_stall_ns = -1e18
 # a call in a crowded period that would take this long alone still takes
 # the team along: the master runs alone, looks for free cores, and the team
@@ -1264,13 +1266,16 @@ def crowd_stats():
     a helper thread's wait began; periods ended early by looks that found
     room for the team, periods begun by a look as a call started, and of
     those the `blips` that the first look ended (a moment's runnable
-    thread, not a crowd) (diagnostics)."""
+    thread, not a crowd); and the `solo_stretches` large batches ran
+    without the team because the master waited too long for it
+    (adapt_team) (diagnostics)."""
     return dict(episodes=fsg_crowd.episodes, crowded_now=bool(fsg_crowded(fsg_now_ns())),
                 backoff_ms=fsg_crowd.backoff_ns / 1e6, stalls=_stalls,
                 verdict_window_ms=fsg_crowd.verdict_window_ns / 1e6,
                 verdict_wait_ms=fsg_crowd.verdict_wait_ns / 1e6,
                 helper_verdicts=_helper_verdicts, early_ends=fsg_crowd.early_ends,
-                start_looks=fsg_crowd.start_looks, blips=fsg_crowd.blips)
+                start_looks=fsg_crowd.start_looks, blips=fsg_crowd.blips,
+                solo_stretches=_solo_stretches)
 
 
 def forget_crowding():
@@ -1282,9 +1287,10 @@ def forget_crowding():
     fsg_crowd.next_poll_ns = fsg_crowd.free_polls = fsg_crowd.early_ends = 0
     fsg_crowd.free_needed = 0
     fsg_crowd.start_looks = fsg_crowd.looks = fsg_crowd.started = fsg_crowd.blips = 0
-    global _stalls, _last_stall_ns, _helper_verdicts
+    global _stalls, _last_stall_ns, _helper_verdicts, _solo_stretches
     _stalls = 0
     _helper_verdicts = 0
+    _solo_stretches = 0
     _last_stall_ns = -1e18
 
 
@@ -1546,8 +1552,10 @@ cdef void adapt_team(const Plan *p, Work *w, Py_ssize_t k, Py_ssize_t *solo_unti
         return
     if (k + 1) % 32 != 0:
         return
+    global _solo_stretches
     if w.wait_ns * 100 > p.solo_wait_percent * w.work_ns:
         w.solo = True
+        _solo_stretches += 1
         solo_until[0] = k + 1 + solo_batches[0]
         solo_batches[0] = min(2 * solo_batches[0], 4096)
     else:

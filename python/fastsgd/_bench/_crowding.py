@@ -188,7 +188,11 @@ def crowded_periods():
     by the team's waits, or by a look at a call's start that found no room
     for the team among the system's runnable threads -- unless the next
     look, 1 ms on, found room (a blip: the team lost 1 ms, and such blips
-    marked most groups of a busy run crowded)."""
+    marked most groups of a busy run crowded); and the stretches large
+    batches ran without the team because the master waited too long for
+    it (a float32 batch-256 group ran all its fits at the 1-thread speed
+    with no other sign, while the other frameworks used both cores)."""
     from fastsgd import _engine
     stats = _engine.crowd_stats()
-    return stats["episodes"] + stats["start_looks"] - stats["blips"]
+    return (stats["episodes"] + stats["start_looks"] - stats["blips"]
+            + stats["solo_stretches"])
