@@ -438,8 +438,9 @@ def test_prefetch_hint_for_the_batch_after_next_changes_no_number(tuning, batch_
         runs.append(_check_x_epoch(X, order, batch_size, 2, check_x=False)[2])
     for params in runs[1:]:
         np.testing.assert_array_equal(params, runs[0])
-    with pytest.raises(ValueError, match="ahead_hint"):
-        tuning(ahead_hint=-1)
+    for bad in (-1, 4):
+        with pytest.raises(ValueError, match="ahead_hint"):
+            tuning(ahead_hint=bad)
 
 
 def test_stretches_without_a_slow_teammate_are_counted(tuning):

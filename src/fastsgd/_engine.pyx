@@ -193,6 +193,8 @@ def set_tuning(**knobs):
                             "master_tail", "taper_one", "reverse_last") else 1
         if int(value) < least:
             raise ValueError(f"tuning knob {key!r} must be >= {least}")
+        if key == "ahead_hint" and int(value) > 3:
+            raise ValueError("tuning knob 'ahead_hint' is a prefetch locality hint, 0 to 3")
         _TUNING[key] = int(value)
 
 
@@ -1975,7 +1977,7 @@ cdef class Engine:
         self._plan.probe_rows = _TUNING["probe_rows"]
         self._plan.accumulate_rows = _TUNING["accumulate_rows"]
         self._plan.gather_ahead = _TUNING["gather_ahead"]
-        self._plan.ahead_hint = min(_TUNING["ahead_hint"], 3)
+        self._plan.ahead_hint = _TUNING["ahead_hint"]
         self._plan.tail_gather = _TUNING["tail_gather"]
         self._gather_slots.fill(-1)   # (at rest: no key matches)
         self._task_marks.fill(-1)
