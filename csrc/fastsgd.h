@@ -59,6 +59,11 @@ enum fsg_output {
      * returns sum of the pre-update w^2 (the L2 term of this batch's loss). */\
     double fsg_sgd_update_##S(T *w, T *v, const T *g, fsg_idx n, T alpha,      \
                               T inv_m, T lr, T mu, int nesterov);              \
+    /* the same step with the gradient g + g2, added in the step (the        \
+     * rounding of fsg_accumulate(g, g2) and then the step; g is not written) */\
+    double fsg_sgd_update_sum_##S(T *w, T *v, const T *g, const T *g2,         \
+                                  fsg_idx n, T alpha, T inv_m, T lr, T mu,     \
+                                  int nesterov);                               \
     /* the same step for rows [f0, f1) of W (F, H) with the gradient formed    \
      * on the fly, g[f, :] = sum_b a[b, f] * d[b, :], kept in registers: the   \
      * small-batch path.  a (B, lda), d (B, H); scratch holds (f1 - f0) * H    \

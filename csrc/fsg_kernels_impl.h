@@ -151,21 +151,26 @@ FSG_HOT double FN(fsg_output_loss_delta)(T *FSG_RESTRICT z,
     return total;
 }
 
-/* one momentum step over n parameters; `nesterov` and `want_sumsq` are
- * compile-time constants at every call site, so each use compiles to one
- * straight vectorised loop.  sum(w^2) is accumulated in T lanes (it only
- * feeds the reported loss) and widened once at the end. */
+/* one momentum step over n parameters; `nesterov`, `want_sumsq` and
+ * `two_grads` are compile-time constants at every call site, so each use
+ * compiles to one straight vectorised loop.  With two_grads the gradient
+ * is g + g2, added in the loop (the rounding of fsg_accumulate(g, g2) first,
+ * without writing g back and reading it again).  sum(w^2) is accumulated
+ * in T lanes (it only feeds the reported loss) and widened once at the end. */
 static FSG_ALWAYS_INLINE double FN(sgd_step)(T *FSG_RESTRICT w, T *FSG_RESTRICT v,
-                                             const T *FSG_RESTRICT g, fsg_idx n,
+                                             const T *FSG_RESTRICT g,
+                                             const T *FSG_RESTRICT g2, fsg_idx n,
                                              T alpha, T inv_m, T lr, T mu,
                                              const int nesterov,
-                                             const int want_sumsq) {
+                                             const int want_sumsq,
+                                             const int two_grads) {
     T sumsq = 0;
 #pragma omp simd reduction(+ : sumsq)
     for (fsg_idx i = 0; i < n; i++) {
         const T wi = w[i];
         if (want_sumsq) sumsq += wi * wi;
-        const T gi = (g[i] + alpha * wi) * inv_m;
+        const T graw = two_grads ? g[i] + g2[i] : g[i];
+        const T gi = (graw + alpha * wi) * inv_m;
         const T vi = mu * v[i] - lr * gi;
         v[i] = vi;
         w[i] = nesterov ? wi + (mu * vi - lr * gi) : wi + vi;
@@ -176,22 +181,31 @@ static FSG_ALWAYS_INLINE double FN(sgd_step)(T *FSG_RESTRICT w, T *FSG_RESTRICT 
 static FSG_ALWAYS_INLINE double FN(sgd_step_dispatch)(T *FSG_RESTRICT w,
                                                       T *FSG_RESTRICT v,
                                                       const T *FSG_RESTRICT g,
+                                                      const T *FSG_RESTRICT g2,
                                                       fsg_idx n, T alpha,
                                                       T inv_m, T lr, T mu,
-                                                      int nesterov) {
+                                                      int nesterov,
+                                                      const int two_grads) {
     /* the L2 term of the loss needs sum(w^2) only when alpha > 0 */
     if (alpha != (T)0) {
-        return nesterov ? FN(sgd_step)(w, v, g, n, alpha, inv_m, lr, mu, 1, 1)
-                        : FN(sgd_step)(w, v, g, n, alpha, inv_m, lr, mu, 0, 1);
+        return nesterov ? FN(sgd_step)(w, v, g, g2, n, alpha, inv_m, lr, mu, 1, 1, two_grads)
+                        : FN(sgd_step)(w, v, g, g2, n, alpha, inv_m, lr, mu, 0, 1, two_grads);
     }
-    return nesterov ? FN(sgd_step)(w, v, g, n, alpha, inv_m, lr, mu, 1, 0)
-                    : FN(sgd_step)(w, v, g, n, alpha, inv_m, lr, mu, 0, 0);
+    return nesterov ? FN(sgd_step)(w, v, g, g2, n, alpha, inv_m, lr, mu, 1, 0, two_grads)
+                    : FN(sgd_step)(w, v, g, g2, n, alpha, inv_m, lr, mu, 0, 0, two_grads);
 }
 
 FSG_HOT double FN(fsg_sgd_update)(T *FSG_RESTRICT w, T *FSG_RESTRICT v,
                                   const T *FSG_RESTRICT g, fsg_idx n, T alpha,
                                   T inv_m, T lr, T mu, int nesterov) {
-    return FN(sgd_step_dispatch)(w, v, g, n, alpha, inv_m, lr, mu, nesterov);
+    return FN(sgd_step_dispatch)(w, v, g, NULL, n, alpha, inv_m, lr, mu, nesterov, 0);
+}
+
+FSG_HOT double FN(fsg_sgd_update_sum)(T *FSG_RESTRICT w, T *FSG_RESTRICT v,
+                                      const T *FSG_RESTRICT g, const T *FSG_RESTRICT g2,
+                                      fsg_idx n, T alpha, T inv_m, T lr, T mu,
+                                      int nesterov) {
+    return FN(sgd_step_dispatch)(w, v, g, g2, n, alpha, inv_m, lr, mu, nesterov, 1);
 }
 
 /* ---- register-blocked small-batch kernels ---------------------------------
@@ -370,8 +384,8 @@ static FSG_ALWAYS_INLINE double FN(outer_rows)(T *FSG_RESTRICT w, T *FSG_RESTRIC
                 const T ab = a[b * lda + f + r];
                 for (fsg_idx c = 0; c < tail; c++) g[c] += ab * d[b * H + col + c];
             }
-            sumsq += FN(sgd_step)(w + (f + r) * H + col, v + (f + r) * H + col, g, tail,
-                                  alpha, inv_m, lr, mu, nesterov, 1);
+            sumsq += FN(sgd_step)(w + (f + r) * H + col, v + (f + r) * H + col, g, NULL,
+                                  tail, alpha, inv_m, lr, mu, nesterov, 1, 0);
         }
     }
     return sumsq;
@@ -546,7 +560,8 @@ static FSG_ALWAYS_INLINE double FN(outer_narrow_rows)(T *FSG_RESTRICT w, T *FSG_
         for (fsg_idx c = 0; c < H; c++) g[c] = 0;
         for (fsg_idx b = 0; b < B; b++)
             for (fsg_idx c = 0; c < H; c++) g[c] += a[b * lda + f] * d[b * H + c];
-        sumsq += FN(sgd_step)(w + f * H, v + f * H, g, H, alpha, inv_m, lr, mu, nesterov, 1);
+        sumsq += FN(sgd_step)(w + f * H, v + f * H, g, NULL, H, alpha, inv_m, lr, mu, nesterov,
+                              1, 0);
     }
     return sumsq;
 }
@@ -583,8 +598,8 @@ FSG_HOT double FN(fsg_outer_update)(T *FSG_RESTRICT w, T *FSG_RESTRICT v,
                 for (fsg_idx c = 0; c < H; c++) gf[c] += ab * db[c];
             }
         }
-        return FN(sgd_step_dispatch)(w + f0 * H, v + f0 * H, scratch, n, alpha, inv_m, lr,
-                                     mu, nesterov);
+        return FN(sgd_step_dispatch)(w + f0 * H, v + f0 * H, scratch, NULL, n, alpha, inv_m,
+                                     lr, mu, nesterov, 0);
     }
     double sumsq = 0.0;
     V vsumsq = FSG_VZERO;

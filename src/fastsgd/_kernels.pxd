@@ -30,6 +30,12 @@ cdef extern from "fastsgd.h" nogil:
                               float inv_m, float lr, float mu, int nesterov) noexcept
     double fsg_sgd_update_f64(double *w, double *v, const double *g, fsg_idx n, double alpha,
                               double inv_m, double lr, double mu, int nesterov) noexcept
+    double fsg_sgd_update_sum_f32(float *w, float *v, const float *g, const float *g2,
+                                  fsg_idx n, float alpha, float inv_m, float lr, float mu,
+                                  int nesterov) noexcept
+    double fsg_sgd_update_sum_f64(double *w, double *v, const double *g, const double *g2,
+                                  fsg_idx n, double alpha, double inv_m, double lr,
+                                  double mu, int nesterov) noexcept
     double fsg_outer_update_f32(float *w, float *v, const float *a, fsg_idx lda, const float *d,
                                 fsg_idx B, fsg_idx f0, fsg_idx f1, fsg_idx H, float alpha,
                                 float inv_m, float lr, float mu, int nesterov,
@@ -122,6 +128,16 @@ cdef inline double sgd_update(floating *w, floating *v, const floating *g, fsg_i
         return fsg_sgd_update_f32(w, v, g, n, alpha, inv_m, lr, mu, nesterov)
     else:
         return fsg_sgd_update_f64(w, v, g, n, alpha, inv_m, lr, mu, nesterov)
+
+
+cdef inline double sgd_update_sum(floating *w, floating *v, const floating *g,
+                                  const floating *g2, fsg_idx n, floating alpha,
+                                  floating inv_m, floating lr, floating mu,
+                                  bint nesterov) noexcept nogil:
+    if floating is float:
+        return fsg_sgd_update_sum_f32(w, v, g, g2, n, alpha, inv_m, lr, mu, nesterov)
+    else:
+        return fsg_sgd_update_sum_f64(w, v, g, g2, n, alpha, inv_m, lr, mu, nesterov)
 
 
 cdef inline double outer_update(floating *w, floating *v, const floating *a, fsg_idx lda,

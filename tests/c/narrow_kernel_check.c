@@ -1,7 +1,9 @@
 /* The small-batch update kernels of csrc/ against a plain scalar loop, for
  * layer widths that take the narrow-layer kernel (H under four vectors)
  * and widths that do not, odd row ranges included (remainder rows, and
- * the last group's copied inputs): one row, and batches of several rows.  tests/test_kernels_c.py compiles it
+ * the last group's copied inputs): one row, and batches of several rows;
+ * and the large-batch update that adds the last gradient group in its pass.
+ * tests/test_kernels_c.py compiles it
  * for every instruction set the package ships (the engine's own tests
  * only run the one this CPU picks). */
 #include <stdio.h>
@@ -106,6 +108,33 @@ static int check_products(void) {
     }
     return bad;
 }
+/* the large-batch update with the last gradient group added in its pass,
+ * fsg_sgd_update_sum, against fsg_accumulate then fsg_sgd_update: the same
+ * numbers bit for bit (the engine's results must not depend on which one
+ * ran), lengths with and without a vector remainder, with and without the
+ * L2 term and Nesterov */
+static int check_update_sum(void) {
+    long ns[] = {1, 7, 16, 33, 100, 1001}; int bad = 0;
+    for (int ni = 0; ni < 6; ni++) for (int nest = 0; nest < 2; nest++) for (int l2 = 0; l2 < 2; l2++) {
+        long n = ns[ni];
+        real *w = malloc(sizeof(real)*n), *v = malloc(sizeof(real)*n), *g = malloc(sizeof(real)*n),
+             *g2 = malloc(sizeof(real)*n), *w2 = malloc(sizeof(real)*n), *v2 = malloc(sizeof(real)*n),
+             *gs = malloc(sizeof(real)*n);
+        for (long i = 0; i < n; i++) {
+            w[i] = w2[i] = sin(i*0.7); v[i] = v2[i] = cos(i*1.3)*0.1;
+            g[i] = gs[i] = sin(i*0.37+1)*3; g2[i] = cos(i*0.11)*1e-3 + sin(i*5.3);
+        }
+        real alpha = l2 ? (real)1e-2 : 0;
+        double s1 = SFX(fsg_sgd_update_sum)(w, v, g, g2, n, alpha, (real)(1.0/7), (real)0.1, (real)0.9, nest);
+        SFX(fsg_accumulate)(gs, g2, n);
+        double s2 = SFX(fsg_sgd_update)(w2, v2, gs, n, alpha, (real)(1.0/7), (real)0.1, (real)0.9, nest);
+        int same = s1 == s2;
+        for (long i = 0; i < n; i++) same &= w[i] == w2[i] && v[i] == v2[i] && g[i] == (real)(sin(i*0.37+1)*3);
+        if (!same) { printf("update_sum: n=%ld nest=%d l2=%d differs\n", n, nest, l2); bad++; }
+        free(w); free(v); free(g); free(g2); free(w2); free(v2); free(gs);
+    }
+    return bad;
+}
 int main(void) {
     long Hs[] = {1, 2, 3, 5, 7, 10, 12, 16, 20, 24, 31, 40, 64}; int bad = 0;
     for (int hi = 0; hi < 13; hi++) for (int nest = 0; nest < 2; nest++) for (long f1 = 1; f1 < 40; f1 += 3) {
@@ -132,6 +161,7 @@ int main(void) {
     }
     bad += check_rows();
     bad += check_products();
+    bad += check_update_sum();
     printf("narrow ok %d, mismatches %d\n", SFX(fsg_narrow_ok)(10), bad);
     return bad != 0;
 }
