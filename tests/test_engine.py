@@ -206,6 +206,23 @@ def test_large_batches_without_room_for_group_buffers_take_the_phase_2_path(tuni
     assert any(not np.array_equal(a, b) for a, b in zip(capped.coefs_, grouped.coefs_))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
+def test_asking_for_the_next_rows_in_the_update_leaves_the_weights_alone(tuning, dtype):
+    # large batches: the update runs in chunks with a prefetch of the next
+    # batch's rows before each, so only the partial sums of w^2 (the loss's
+    # L2 term) are grouped differently; the weights are the same bits, 1 or 2
+    # threads, B=256 of 1797 rows (gradient groups, 6 of 7 batches have a
+    # next batch to ask for)
+    tuning(update_asks=0)
+    cold = _fit(2, 256, dtype, alpha=1e-2)
+    tuning(update_asks=1)
+    asked = _fit(2, 256, dtype, alpha=1e-2)
+    for x, y in zip(cold.coefs_ + cold.intercepts_, asked.coefs_ + asked.intercepts_):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_allclose(asked.loss_curve_, cold.loss_curve_, rtol=1e-5)
+    _assert_bitwise_equal(asked, _fit(1, 256, dtype, alpha=1e-2))
+
+
 def _check_x_epoch(X, order, batch_size, n_threads, check_x=True):
     """One epoch of a 256-64-3 network on X (300 rows) with check_x; returns
     (status, batches done, params after)."""

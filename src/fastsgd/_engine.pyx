@@ -160,6 +160,10 @@ cdef dict _TUNING = dict(
                              #     1 against 3: float64 B=32 +2.8/+3.3%,
                              #     float32 B=32 -0.9/-0.6/+0.7%, B=8
                              #     -1.0/-1.1%, B=1 +1.5/+1.1% (noise)
+    update_asks=1,           # large batches (gradient groups): the first
+                             #     layer's update asks for the next batch's
+                             #     rows as it goes (update_accumulated; 0:
+                             #     phase 1 gathers them cold)
     gather_ahead=4,          # whole-row gathers (large batches, and any
                              #     batch alone) ask for the row this many
                              #     rows on while copying one (0: none)
@@ -190,7 +194,7 @@ def set_tuning(**knobs):
         if key not in _TUNING:
             raise KeyError(f"unknown tuning knob {key!r}")
         least = 0 if key in ("probe_rows", "wake_guard", "gather_early", "gather_ahead",
-                            "tail_gather", "ahead_hint", "solo_wait_percent",
+                            "tail_gather", "ahead_hint", "update_asks", "solo_wait_percent",
                             "master_tail", "taper_one", "reverse_last") else 1
         if int(value) < least:
             raise ValueError(f"tuning knob {key!r} must be >= {least}")
@@ -266,6 +270,7 @@ cdef struct Plan:
                                  #     tasks of the leading split layers (0: all)
     Py_ssize_t gather_ahead      # whole-row gathers ask for the row this many rows on
     int ahead_hint               # the batch after next: prefetch locality hint
+    bint update_asks             # large batches: the update asks for the next rows
     bint crowd_guard             # a crowded team runs solo (fsg_wake.h; knob wake_guard)
     bint check_x                 # gathers check X's values (see gather_x)
     int32_t *x_bad               # ... and raise this flag at NaN or inf
@@ -405,12 +410,17 @@ cdef void accumulate_slice(const Plan *p, floating *ws, const floating *a0, floa
 cdef double update_accumulated(const Plan *p, floating *ws, floating *params,
                                floating *velocity, Py_ssize_t n_groups, Py_ssize_t t,
                                floating alpha, floating inv_m, floating lr, floating mu,
-                               bint nesterov) noexcept nogil:
+                               bint nesterov, const floating *next_X,
+                               const int64_t *next_rows, Py_ssize_t n_next) noexcept nogil:
     """Phase 2 after accumulate_slice: task t's gradient is the sum of the
-    groups' buffers over its range (in group order, into the first), then
-    the momentum update.  Returns the sum of squared pre-update weights."""
-    cdef Py_ssize_t i = p.task_layer[t], H = p.units[i + 1], off, n, g
+    groups' buffers over its range (in group order), then the momentum
+    update; the update's pass also asks for the next batch's rows
+    next_rows[0:n_next].  Returns the sum of squared pre-update weights."""
+    cdef Py_ssize_t i = p.task_layer[t], H = p.units[i + 1], off, n, g, start, chunk, r = 0
+    cdef Py_ssize_t row_bytes = p.units[0] * sizeof(floating)
     cdef floating *grad = ws + p.group_off
+    cdef const floating *last = grad
+    cdef double sumsq = 0.0
     if p.task_row0[t] < 0:
         off, n, alpha = p.icpt_off[i], H, 0.0   # intercepts: no L2 penalty
     else:
@@ -421,14 +431,35 @@ cdef double update_accumulated(const Plan *p, floating *ws, floating *params,
     # float64 90-110 -> 62-77; 2 threads float32 42-45 -> 36-38)
     for g in range(1, n_groups - 1):
         accumulate(grad + off, ws + p.group_off + g * p.group_stride + off, n)
-    cdef double sumsq
     if n_groups > 1:
-        sumsq = sgd_update_sum(params + off, velocity + off, grad + off,
-                               ws + p.group_off + (n_groups - 1) * p.group_stride + off, n,
-                               alpha, inv_m, lr, mu, nesterov)
-    else:
-        sumsq = sgd_update(params + off, velocity + off, grad + off, n, alpha, inv_m, lr, mu,
-                           nesterov)
+        last = ws + p.group_off + (n_groups - 1) * p.group_stride
+    # The next batch's rows come from DRAM, the update's operands from L2:
+    # one row asked for before each chunk of the update overlaps the two,
+    # and phase 1 then gathers the rows from cache (float32 B=256, phase
+    # timing per batch: 1 thread 1266-1310 -> 1242-1274 us; 2 threads, calm,
+    # 684-708 -> 645-652 us, the update 2-4 us longer).  Asked for all at
+    # once before the update instead, the update took as long as the gather
+    # saved.  The chunks depend on the batch sizes only (not on threads), so
+    # the partial sums of w^2 do too.
+    chunk = n
+    if n_next > 0:
+        chunk = ((n + n_next - 1) // n_next + 63) // 64 * 64
+    start = 0
+    while start < n:
+        if r < n_next:
+            fsg_prefetch_rows(next_X, next_rows + r, 1, row_bytes, 0, row_bytes, p.ahead_hint)
+            r += 1
+        if n_groups > 1:
+            sumsq += sgd_update_sum(params + off + start, velocity + off + start,
+                                    grad + off + start, last + off + start,
+                                    min(chunk, n - start), alpha, inv_m, lr, mu, nesterov)
+        else:
+            sumsq += sgd_update(params + off + start, velocity + off + start, grad + off + start,
+                                min(chunk, n - start), alpha, inv_m, lr, mu, nesterov)
+        start += chunk
+    if r < n_next:
+        fsg_prefetch_rows(next_X, next_rows + r, n_next - r, row_bytes, 0, row_bytes,
+                          p.ahead_hint)
     return 0.0 if p.task_row0[t] < 0 else sumsq
 
 
@@ -914,10 +945,15 @@ cdef void run_item(const Plan *p, const Work *w, Py_ssize_t item, int tid, float
             <floating> w.alpha, <floating> w.inv_m, <floating> w.lr, <floating> w.mu,
             w.nesterov, <const floating *> w.next_a, ws + p.partial_off + item * p.units[1])
     elif w.accumulate:
+        # the first layer's tasks share out the next batch's rows to ask for
+        r0 = r1 = 0
+        if p.update_asks and w.next_rows != NULL and item < p.layer_n_tasks[0]:
+            r0 = item * w.next_B // p.layer_n_tasks[0]
+            r1 = (item + 1) * w.next_B // p.layer_n_tasks[0]
         p.task_sumsq[item] = update_accumulated(
             p, ws, params, velocity, (w.n_slices + w.group_len - 1) // w.group_len, item,
             <floating> w.alpha, <floating> w.inv_m, <floating> w.lr, <floating> w.mu,
-            w.nesterov)
+            w.nesterov, <const floating *> w.next_X, w.next_rows + r0, r1 - r0)
     else:
         p.task_sumsq[item] = update_task(
             p, ws, params, velocity, <const floating *> w.a0, w.B, item,
@@ -1989,6 +2025,7 @@ cdef class Engine:
         self._plan.accumulate_rows = _TUNING["accumulate_rows"]
         self._plan.gather_ahead = _TUNING["gather_ahead"]
         self._plan.ahead_hint = _TUNING["ahead_hint"]
+        self._plan.update_asks = _TUNING["update_asks"]
         self._plan.tail_gather = _TUNING["tail_gather"]
         self._gather_slots.fill(-1)   # (at rest: no key matches)
         self._task_marks.fill(-1)
