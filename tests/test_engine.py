@@ -213,6 +213,8 @@ def test_asking_for_the_next_rows_in_the_update_leaves_the_weights_alone(tuning,
     # L2 term) are grouped differently; the weights are the same bits, 1 or 2
     # threads, B=256 of 1797 rows (gradient groups, 6 of 7 batches have a
     # next batch to ask for)
+    with pytest.raises(ValueError, match="update_asks"):
+        tuning(update_asks=2)
     tuning(update_asks=0)
     cold = _fit(2, 256, dtype, alpha=1e-2)
     tuning(update_asks=1)
@@ -443,9 +445,10 @@ def test_phase_timing_accounts_for_every_batch_and_changes_no_number(tuning, pha
     np.testing.assert_array_equal(timed, alone)
 
 
-@pytest.mark.parametrize("batch_size", [1, 8, 32])
+@pytest.mark.parametrize("batch_size", [1, 8, 32, 256])
 def test_prefetch_hint_for_the_batch_after_next_changes_no_number(tuning, batch_size):
-    # the hint only says where the rows asked for ahead should wait
+    # the hint only says where the rows asked for ahead should wait (at 256
+    # rows, the next batch's, asked for in the update)
     tuning(wake_guard=0, probe_rows=0, parallel_min_work=1)
     X = np.random.RandomState(5).standard_normal((600, 256))
     order = np.random.RandomState(6).permutation(600).astype(np.int64)

@@ -200,6 +200,8 @@ def set_tuning(**knobs):
             raise ValueError(f"tuning knob {key!r} must be >= {least}")
         if key == "ahead_hint" and int(value) > 3:
             raise ValueError("tuning knob 'ahead_hint' is a prefetch locality hint, 0 to 3")
+        if key == "update_asks" and int(value) > 1:
+            raise ValueError("tuning knob 'update_asks' is a switch, 0 or 1")
         _TUNING[key] = int(value)
 
 
