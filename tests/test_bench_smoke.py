@@ -222,6 +222,29 @@ def test_crowded_groups_are_judged_against_the_calm_rate():
     assert not _crowding.group_was_crowded(95.0, 90.0, 0, others=0.9, free_cores=1)
     assert _crowding.group_was_crowded(95.0, 90.0, 0, others=1.2, free_cores=1)
     assert not _crowding.group_was_crowded(95.0, 90.0, 0, others=None)
+    # the frameworks' fits spread out (the median framework's slowest fit
+    # over its fastest)
+    assert _crowding.group_was_crowded(95.0, 90.0, 0, spread=1.5)
+    assert not _crowding.group_was_crowded(95.0, 90.0, 0, spread=1.2)
+
+
+def test_fit_spread_is_the_median_frameworks_and_no_single_one_decides():
+    from fastsgd._bench._crowding import fit_spread
+    # the 23:24 UTC float32 batch-256 group, 2 threads: every framework spread
+    crowded = {"fastsgd": {"seconds_all": [0.216, 0.205, 0.222, 0.157, 0.152]},
+               "scikit-learn": {"seconds_all": [0.221, 0.214, 0.304, 0.296, 0.306]},
+               "torch": {"seconds_all": [0.213, 0.281, 0.333, 0.296, 0.313]}}
+    assert fit_spread(crowded) == pytest.approx(0.222 / 0.152)
+    # one framework's own wobble (here fastsgd's) is not a crowd
+    one = {"fastsgd": {"seconds_all": [0.30, 0.15]},
+           "scikit-learn": {"seconds_all": [0.30, 0.31]},
+           "torch": {"seconds_all": [0.30, 0.33]}}
+    assert fit_spread(one) == pytest.approx(1.1)
+    # two frameworks: the mean of the two; a failed one (no fits) is left out
+    two = {"fastsgd": {"seconds_all": [1.0, 1.2]}, "torch": {"seconds_all": [1.0, 1.4]},
+           "scikit-learn": {"seconds_all": []}}
+    assert fit_spread(two) == pytest.approx(1.3)
+    assert fit_spread({"fastsgd": {"seconds_all": [1.0]}}) is None
 
 
 def _attempt(fastsgd, sklearn, torch, probe, crowded=False, periods=0, others=0.0):

@@ -36,6 +36,14 @@ CROWDED_PROBE_SHARE = 0.8
 # neighbour between two probes went unseen before: a 2-thread group ran at
 # 1.01x its 1-thread speed with calm probes)
 CROWDED_OTHERS_CORES = 0.15
+# ... or whose frameworks' fits were spread out: the median over the
+# frameworks of each one's slowest fit over its fastest above this.  The
+# host can take the vCPUs between the probes without other processes or
+# steal time showing (a float32 batch-256 group, 23:24 UTC: every framework's
+# five fits spread 1.43-1.56x, fastsgd at its 1-thread speed, probes calm;
+# calm 1-thread groups of that run: 1.07-1.28x).  A median, so no single
+# framework's spread (fastsgd's own included) decides.
+CROWDED_FIT_SPREAD = 1.35
 CROWDED_RETRY_BUDGET = 8
 # Of a group's attempts the one kept is where everything fastsgd does not
 # control ran fastest: the other frameworks and the matrix-product probes
@@ -123,12 +131,25 @@ def calm_gflops(calm, dtype, threads, physical_cores=None):
     return best
 
 
-def group_was_crowded(gflops, calm, team_crowded, others=None, free_cores=0):
+def fit_spread(frameworks):
+    """The median over the frameworks of each one's slowest timed fit over
+    its fastest (None without two fits of any)."""
+    spreads = sorted(max(fw["seconds_all"]) / min(fw["seconds_all"])
+                     for fw in frameworks.values()
+                     if len(fw.get("seconds_all") or ()) > 1 and min(fw["seconds_all"]) > 0)
+    if not spreads:
+        return None
+    mid = len(spreads) // 2
+    return spreads[mid] if len(spreads) % 2 else 0.5 * (spreads[mid - 1] + spreads[mid])
+
+
+def group_was_crowded(gflops, calm, team_crowded, others=None, free_cores=0, spread=None):
     """Did other processes crowd the machine during a group?  Its probes ran
-    slow, fastsgd's team stepped aside, or others used more cores than the
-    group left free."""
+    slow, fastsgd's team stepped aside, others used more cores than the
+    group left free, or the frameworks' fits were spread out (fit_spread)."""
     return (team_crowded > 0 or gflops < CROWDED_PROBE_SHARE * calm
-            or (others is not None and others > free_cores + CROWDED_OTHERS_CORES))
+            or (others is not None and others > free_cores + CROWDED_OTHERS_CORES)
+            or (spread is not None and spread > CROWDED_FIT_SPREAD))
 
 
 def calmest_attempt(attempts, own="fastsgd"):

@@ -156,11 +156,12 @@ def _run_section(args, runners, X_all, y, dtype, threads, fpr, run, result):
         gflops = statistics.median(probed)
         reference = calm_gflops(run.calm, dtype, threads, run.physical_cores)
         run.calm[(dtype, threads)] = max(run.calm[(dtype, threads)], gflops)
+        spread = _crowding.fit_spread(fw)
         verdict = group_was_crowded(gflops, reference, crowded, others,
-                                    max(0, run.usable_cpus - threads))
+                                    max(0, run.usable_cpus - threads), spread)
         return {"crowded": verdict, "matmul_gflops": gflops, "calm_gflops": reference,
-                "crowded_periods": crowded, "others_cores": others, "frameworks": fw,
-                "probed": probed}
+                "crowded_periods": crowded, "others_cores": others, "fit_spread": spread,
+                "frameworks": fw, "probed": probed}
 
     groups = []
     for bs in args.batch_sizes:
@@ -206,6 +207,7 @@ def _group_row(group, dtype, threads, fpr):
     crowded, others_used = kept["crowded_periods"], kept.get("others_cores")
     others = [{"matmul_gflops": a["matmul_gflops"], "calm_gflops": a["calm_gflops"],
                "crowded_periods": a["crowded_periods"], "others_cores": a.get("others_cores"),
+               "fit_spread": a.get("fit_spread"),
                "rows_per_s": {k: v.get("rows_per_s") for k, v in a["frameworks"].items()}}
               for a in attempts if a is not kept]
     limit = gflops * 1e9 / fpr
@@ -219,6 +221,9 @@ def _group_row(group, dtype, threads, fpr):
     elif kept["crowded"] and gflops < _crowding.CROWDED_PROBE_SHARE * kept["calm_gflops"]:
         notes.append(f"the machine was crowded (matmul {gflops:.0f} against a calm "
                      f"{kept['calm_gflops']:.0f} GFLOP/s)")
+    elif kept["crowded"] and (kept.get("fit_spread") or 0) > _crowding.CROWDED_FIT_SPREAD:
+        notes.append(f"the machine was crowded (the frameworks' fits spread "
+                     f"{kept['fit_spread']:.2f}x, slowest over fastest)")
     elif kept["crowded"]:
         notes.append(f"the machine was crowded (other processes used {others_used:.2f} "
                      "cores on average)")
@@ -235,7 +240,7 @@ def _group_row(group, dtype, threads, fpr):
             "ratio_vs_sklearn": ratio(f_rate, fw.get("scikit-learn", {}).get("rows_per_s")),
             "ratio_vs_torch": ratio(f_rate, fw.get("torch", {}).get("rows_per_s")),
             "crowded_periods": crowded, "others_cores": others_used,
-            "crowded": kept["crowded"], "other_attempts": others, "notes": notes}
+            "fit_spread": kept.get("fit_spread"), "crowded": kept["crowded"], "other_attempts": others, "notes": notes}
 
 
 def _thread_speedup(results):
