@@ -337,6 +337,17 @@ def test_crowded_groups_are_measured_again_within_the_budget(tmp_path, monkeypat
     assert out.count("float32, 1 thread: the crowded groups again") == 2
 
 
+def test_bench_help_prints(capsys):
+    # argparse formats help strings with %: a bare "80%" in one crashed
+    # `python -m fastsgd bench --help` (TypeError) until 2026-12-04
+    from fastsgd._bench import main as _bench_main
+    with pytest.raises(SystemExit) as exit_info:
+        _bench_main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--crowded-retries" in out and "80% of" in out
+
+
 def test_negative_crowded_retries_are_rejected():
     from fastsgd._bench import main as _bench_main
     with pytest.raises(SystemExit, match="--crowded-retries must be >= 0"):

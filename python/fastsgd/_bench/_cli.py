@@ -62,9 +62,9 @@ def build_parser():
     p.add_argument("--crowded-retries", type=int,
                    help="measure a group again at the end of its section, up to this many "
                         "times, when other processes crowded the machine during it (its "
-                        f"matrix-product rate fell below {CROWDED_PROBE_SHARE:.0%} of the run's "
-                        "calm one, fastsgd's team stepped aside, or other processes used the "
-                        "free cores); the attempt in which the other frameworks and the "
+                        f"matrix-product rate fell below {CROWDED_PROBE_SHARE * 100:.0f}%% of "
+                        "the run's calm one, fastsgd's team stepped aside, other processes "
+                        "used the free cores, or the frameworks' fits spread out); the attempt in which the other frameworks and the "
                         "probes ran fastest is reported (fewer crowd signals breaking "
                         "near-ties), the others are kept in the JSON; at most "
                         f"{CROWDED_RETRY_BUDGET} a run (default 1, --quick 0)")
