@@ -303,23 +303,25 @@ def test_a_busy_process_beside_the_bench_is_seen():
 
 def test_crowded_groups_are_measured_again_within_the_budget(tmp_path, monkeypatch, capsys):
     # every group looks crowded: at the end of the section each is measured
-    # again, --crowded-retries rounds, until the run's budget is spent; the
-    # rows say so and keep the others
+    # again, --crowded-retries rounds, until the section's budget is spent
+    # (each section has its own: the second is not left without); the rows
+    # say so and keep the others
     from fastsgd._bench import _crowding
     from fastsgd._bench import main as _bench_main
     monkeypatch.setattr(_crowding, "CROWDED_PROBE_SHARE", 1e9)
     monkeypatch.setattr(_crowding, "CROWDED_RETRY_BUDGET", 3)
     out_dir = tmp_path / "results"
-    argv = ["--batch-sizes", "64,full", "--dtypes", "float32", "--threads", "1",
+    argv = ["--batch-sizes", "64,full", "--dtypes", "float32,float64", "--threads", "1",
             "--rows", "256", "--epochs", "1", "--repeats", "1", "--matmul-size", "256",
             "--no-torch", "--no-linear", "--no-stream", "--crowded-retries", "2",
             "--out", str(out_dir)]
     _bench_main(argv)
     result = json.loads((out_dir / "bench.json").read_text())
     assert result["config"]["crowded_retries"] == 2
-    first, second = result["results"]
-    assert len(first["other_attempts"]) == 2 and len(second["other_attempts"]) == 1
-    for row in (first, second):
+    assert [r["dtype"] for r in result["results"]] == ["float32"] * 2 + ["float64"] * 2
+    for first, second in (result["results"][:2], result["results"][2:]):
+        assert len(first["other_attempts"]) == 2 and len(second["other_attempts"]) == 1
+    for row in result["results"]:
         assert row["crowded"]
         assert any("this is the calmest" in note for note in row["notes"])
         # kept: where scikit-learn and the probes ran fastest, near-ties aside
@@ -333,8 +335,9 @@ def test_crowded_groups_are_measured_again_within_the_budget(tmp_path, monkeypat
     md = (out_dir / "bench.md").read_text()
     assert "- float32, 1 thread(s), batch 64: " in md and "this is the calmest" in md
     out = capsys.readouterr().out
-    assert out.count("(crowded: measured again at the end of this section)") == 2
+    assert out.count("(crowded: measured again at the end of this section)") == 4
     assert out.count("float32, 1 thread: the crowded groups again") == 2
+    assert out.count("float64, 1 thread: the crowded groups again") == 2
 
 
 def test_bench_help_prints(capsys):

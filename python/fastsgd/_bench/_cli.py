@@ -67,7 +67,8 @@ def build_parser():
                         "used the free cores, or the frameworks' fits spread out); the attempt in which the other frameworks and the "
                         "probes ran fastest is reported (fewer crowd signals breaking "
                         "near-ties), the others are kept in the JSON; at most "
-                        f"{CROWDED_RETRY_BUDGET} a run (default 1, --quick 0)")
+                        f"{CROWDED_RETRY_BUDGET} a section of one dtype and thread count (default 1, "
+                        "--quick 0)")
     p.add_argument("--hidden", type=_parse_hidden,
                    help="hidden layer sizes, comma list (default 128)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")

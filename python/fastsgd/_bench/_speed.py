@@ -120,7 +120,8 @@ def _new_result(args, machine, warning, names, units, fpr):
 
 class _RunState:
     """What the speed run learns as it goes: the calm matrix-product rate of
-    each (dtype, threads), the machine's cores, the retries left."""
+    each (dtype, threads), the machine's cores, the current section's
+    retries left."""
 
     def __init__(self):
         from fastsgd._threads import _usable_cpus
@@ -135,6 +136,7 @@ def _run_section(args, runners, X_all, y, dtype, threads, fpr, run, result):
     size's group, then the crowded groups again; adds rows and the probe's
     record to `result`."""
     names = [r.name for r in runners]
+    run.retries_left = _crowding.CROWDED_RETRY_BUDGET   # (each section its own)
     probe = MatmulProbe(dtype, args.matmul_size)
     mm = {"dtype": dtype, "threads": threads, "size": args.matmul_size,
           "gflops_all": [probe() for _ in range(3)]}
