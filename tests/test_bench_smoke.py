@@ -340,6 +340,33 @@ def test_crowded_groups_are_measured_again_within_the_budget(tmp_path, monkeypat
     assert out.count("float64, 1 thread: the crowded groups again") == 2
 
 
+def test_a_blip_of_a_look_before_the_group_does_not_count_below_zero(monkeypatch):
+    # crowded_periods() adds start looks and takes away blips: a look begun
+    # just before the group whose blip is counted inside it must not make
+    # the group's count -1 (seen at 23:59 UTC, noted as "stepped aside -1")
+    import numpy as np
+    from fastsgd._bench import _timing
+
+    class Quick:
+        name = "quick"
+
+        def setup(self, X, y, batch_size, lr, epochs, threads):
+            return None
+
+        def run(self, state, X, y):
+            pass
+
+        def after(self, state, X, y):
+            return {}
+
+    counts = iter([5, 4])
+    monkeypatch.setattr(_timing, "crowded_periods", lambda: next(counts))
+    monkeypatch.setattr(_timing, "settle", lambda: None)
+    X, y = np.zeros((4, 2)), np.zeros(4)
+    _, _, watch = _timing.run_group([Quick()], X, y, 2, 0.1, 1, 1, 1, warmup=False)
+    assert watch["crowded_periods"] == 0
+
+
 def test_bench_help_prints(capsys):
     # argparse formats help strings with %: a bare "80%" in one crashed
     # `python -m fastsgd bench --help` (TypeError) until 2026-12-04
