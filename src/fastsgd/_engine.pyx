@@ -152,7 +152,8 @@ cdef dict _TUNING = dict(
                              #     to skip (gather_tail; 0: never)
     ahead_hint=1,            # the batch after next is asked for a batch
                              #     ahead with this prefetch locality hint
-                             #     (0-3).  On Zen 4, alone: 32 scattered
+                             #     (0-3; so are the rows of update_asks).
+                             #     On Zen 4, alone: 32 scattered
                              #     784-float rows gathered ~100 us after
                              #     the ask took 7.1-8.1 us with 3
                              #     (prefetcht0), 4.2-4.6 with 1 or 2, 12-14
@@ -271,7 +272,7 @@ cdef struct Plan:
     Py_ssize_t lead_tasks        # split batches: phase 2's team items, the weight
                                  #     tasks of the leading split layers (0: all)
     Py_ssize_t gather_ahead      # whole-row gathers ask for the row this many rows on
-    int ahead_hint               # the batch after next: prefetch locality hint
+    int ahead_hint               # rows asked for ahead: prefetch locality hint
     bint update_asks             # large batches: the update asks for the next rows
     bint crowd_guard             # a crowded team runs solo (fsg_wake.h; knob wake_guard)
     bint check_x                 # gathers check X's values (see gather_x)
