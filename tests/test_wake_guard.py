@@ -185,6 +185,9 @@ def test_crowding_policy_judges_preemption_rate_over_a_window(no_crowding):
     ms = 1_000_000
     t = 10**15   # a made-up clock, far from the real one
     policy = _engine._crowd_policy
+    # (a crowd the runnable count shows, where the engine can count: periods
+    # begun without one start shorter, see the three-looks test)
+    _engine._set_runnable_override(3)
     # a window under 20 ms of team time is not judged yet
     assert policy("record", t, 8 * ms, 8 * ms) is False
     assert not policy("crowded", t)
@@ -311,13 +314,24 @@ def test_a_crowded_period_ends_after_three_looks_in_a_row_find_room(no_crowding,
         ended = look(t + (45 + 5 * i) * ms, 3, 2, 4)
     assert ended and _engine.crowd_stats()["early_ends"] == 2
     # a period begun while the count showed no crowd (the host taking the
-    # vCPUs: stalls, nothing runnable to see) runs its course
+    # vCPUs: stalls, nothing runnable to see) runs its course, 25 ms (not
+    # 250: a moment's steal cost a whole fit its team), doubled while the
+    # host stays busy
     _engine.forget_crowding()
     _engine._set_runnable_override(2)
     _engine._crowd_policy("begin", t)
-    assert not any(look(t + i * ms, 1) for i in range(5, 100, 5))
-    assert _engine._crowd_policy("crowded", t + 100 * ms)
+    assert not any(look(t + i * ms, 1) for i in range(5, 25, 5))
+    assert _engine._crowd_policy("crowded", t + 24 * ms)
+    assert not _engine._crowd_policy("crowded", t + 26 * ms)
     assert _engine.crowd_stats()["early_ends"] == 0
+    assert _engine.crowd_stats()["backoff_ms"] == 25.0
+    _engine._crowd_policy("begin", t + 40 * ms)   # back within twice 25 ms
+    assert _engine.crowd_stats()["backoff_ms"] == 50.0
+    assert _engine._crowd_policy("crowded", t + 89 * ms)
+    # a crowd the count shows, after a quiet stretch, gets 250 ms
+    _engine._set_runnable_override(3)
+    _engine._crowd_policy("begin", t + 2000 * ms)
+    assert _engine.crowd_stats()["backoff_ms"] == 250.0
 
 
 def test_a_crowd_seen_by_one_look_at_a_calls_start_ends_at_the_first_look_with_room(
