@@ -64,11 +64,11 @@ def build_parser():
                         "times, when other processes crowded the machine during it (its "
                         f"matrix-product rate fell below {CROWDED_PROBE_SHARE * 100:.0f}%% of "
                         "the run's calm one, fastsgd's team stepped aside, other processes "
-                        "used the free cores, or the frameworks' fits spread out); the attempt in which the other frameworks and the "
-                        "probes ran fastest is reported (fewer crowd signals breaking "
-                        "near-ties), the others are kept in the JSON; at most "
-                        f"{CROWDED_RETRY_BUDGET} a section of one dtype and thread count (default 1, "
-                        "--quick 0)")
+                        "used the free cores, or the frameworks' fits spread out); the "
+                        "attempt in which the other frameworks and the probes ran fastest "
+                        "is reported (fewer crowd signals breaking near-ties), the others "
+                        f"are kept in the JSON; at most {CROWDED_RETRY_BUDGET} a section of "
+                        "one dtype and thread count (default 1, --quick 0)")
     p.add_argument("--hidden", type=_parse_hidden,
                    help="hidden layer sizes, comma list (default 128)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")

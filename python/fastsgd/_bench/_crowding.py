@@ -5,6 +5,7 @@ rule that says a group was crowded and is measured again."""
 
 import math
 import os
+import statistics
 import threading
 import time
 
@@ -137,13 +138,10 @@ def calm_gflops(calm, dtype, threads, physical_cores=None):
 def fit_spread(frameworks):
     """The median over the frameworks of each one's slowest timed fit over
     its fastest (None without two fits of any)."""
-    spreads = sorted(max(fw["seconds_all"]) / min(fw["seconds_all"])
-                     for fw in frameworks.values()
-                     if len(fw.get("seconds_all") or ()) > 1 and min(fw["seconds_all"]) > 0)
-    if not spreads:
-        return None
-    mid = len(spreads) // 2
-    return spreads[mid] if len(spreads) % 2 else 0.5 * (spreads[mid - 1] + spreads[mid])
+    spreads = [max(fw["seconds_all"]) / min(fw["seconds_all"])
+               for fw in frameworks.values()
+               if len(fw.get("seconds_all") or ()) > 1 and min(fw["seconds_all"]) > 0]
+    return statistics.median(spreads) if spreads else None
 
 
 def group_was_crowded(gflops, calm, team_crowded, others=None, free_cores=0, spread=None):

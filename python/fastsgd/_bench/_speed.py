@@ -242,7 +242,8 @@ def _group_row(group, dtype, threads, fpr):
             "ratio_vs_sklearn": ratio(f_rate, fw.get("scikit-learn", {}).get("rows_per_s")),
             "ratio_vs_torch": ratio(f_rate, fw.get("torch", {}).get("rows_per_s")),
             "crowded_periods": crowded, "others_cores": others_used,
-            "fit_spread": kept.get("fit_spread"), "crowded": kept["crowded"], "other_attempts": others, "notes": notes}
+            "fit_spread": kept.get("fit_spread"), "crowded": kept["crowded"],
+            "other_attempts": others, "notes": notes}
 
 
 def _thread_speedup(results):
