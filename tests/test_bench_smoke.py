@@ -228,6 +228,33 @@ def test_crowded_groups_are_judged_against_the_calm_rate():
     assert not _crowding.group_was_crowded(95.0, 90.0, 0, spread=1.2)
 
 
+def test_other_frameworks_running_as_if_a_core_was_gone_mark_a_group():
+    from fastsgd._bench._crowding import group_was_crowded, peer_gains, peers_lost_a_core
+
+    def fws(fastsgd, skl, torch):
+        return {"fastsgd": {"rows_per_s": fastsgd}, "scikit-learn": {"rows_per_s": skl},
+                "torch": {"rows_per_s": torch}}
+    # 01:33 UTC, float32 batch 256: scikit-learn and PyTorch at 0.95x and
+    # 1.07x their 1-thread speed, fastsgd at 1.33x
+    one = fws(198.8e3, 141.8e3, 130.5e3)
+    gains = peer_gains(fws(263.5e3, 135.2e3, 139.3e3), one)
+    assert set(gains) == {"scikit-learn", "torch"}     # fastsgd's own never counts
+    assert gains["scikit-learn"] == pytest.approx(135.2 / 141.8)
+    assert peers_lost_a_core(gains, 256)
+    assert group_was_crowded(95.0, 90.0, 0, peers_slowed=True)
+    # a calm group of the same run: 1.27x and 1.41x at batch 128
+    calm = peer_gains(fws(335.9e3, 157.1e3, 156.2e3), fws(201.5e3, 123.2e3, 110.8e3))
+    assert not peers_lost_a_core(calm, 128)
+    # at small batches the peers do not gain from a second thread, so only
+    # a peer slower than 0.8x its 1-thread speed counts (PyTorch 0.58x, batch 8)
+    assert not peers_lost_a_core({"scikit-learn": 0.99, "torch": 1.02}, 1)
+    assert peers_lost_a_core({"scikit-learn": 1.01, "torch": 0.58}, 8)
+    # fastsgd's speed alone, or no 1-thread group, decides nothing
+    assert peer_gains(fws(1.0, 2.0, 3.0), None) == {}
+    assert peer_gains(fws(1.0, 2.0, 3.0), {"fastsgd": {"rows_per_s": 9.0}}) == {}
+    assert not peers_lost_a_core({}, 256)
+
+
 def test_fit_spread_is_the_median_frameworks_and_no_single_one_decides():
     from fastsgd._bench._crowding import fit_spread
     # the 23:24 UTC float32 batch-256 group, 2 threads: every framework spread

@@ -45,6 +45,21 @@ CROWDED_OTHERS_CORES = 0.15
 # calm 1-thread groups of that run: 1.07-1.28x).  A median, so no single
 # framework's spread (fastsgd's own included) decides.
 CROWDED_FIT_SPREAD = 1.35
+# ... or, with more threads than one, whose other frameworks lost the speed
+# their own 1-thread group of the run had (peer_gains: each one's rows/s over
+# its 1-thread rows/s at the same dtype and batch): any of them below
+# CROWDED_PEER_FLOOR, or, from PEER_GAIN_MIN_BATCH rows a batch (where their
+# BLAS splits the products over the cores), their geometric mean below
+# CROWDED_PEER_GAIN.  The host can take a vCPU for minutes while the probe,
+# one large product, still runs at its full rate: on 2026-12-05 (01:13-01:33
+# UTC) four 2-thread groups at batch 128-256 ran scikit-learn and PyTorch at
+# 0.91-1.13x their 1-thread speed, and fastsgd at 0.93-1.38x, with calm
+# probes and no other sign; calm groups of five runs: 1.28-2.1x (geometric
+# mean), and no framework below 0.85x at any batch.  Only the other
+# frameworks count, so fastsgd's own speed cannot mark a group.
+CROWDED_PEER_FLOOR = 0.8
+CROWDED_PEER_GAIN = 1.15
+PEER_GAIN_MIN_BATCH = 128
 # (A budget of 8 a run went to the first sections: at 23:52 UTC the 1-thread
 # float32 section took 5 retries and the 2-thread float64 one, the last,
 # none for three crowded groups.)
@@ -144,13 +159,39 @@ def fit_spread(frameworks):
     return statistics.median(spreads) if spreads else None
 
 
-def group_was_crowded(gflops, calm, team_crowded, others=None, free_cores=0, spread=None):
+def peer_gains(frameworks, one_thread, own="fastsgd"):
+    """Each other framework's rows/s in this group over its rows/s in
+    `one_thread` (the run's 1-thread group of the same dtype and batch; both
+    {name: {"rows_per_s": ...}}); empty when that group is missing."""
+    gains = {}
+    for name, fw in frameworks.items():
+        base = (one_thread or {}).get(name, {}).get("rows_per_s")
+        if name != own and base and fw.get("rows_per_s"):
+            gains[name] = fw["rows_per_s"] / base
+    return gains
+
+
+def peers_lost_a_core(gains, batch):
+    """Did the other frameworks run as if the group had lost a core (see
+    CROWDED_PEER_FLOOR)?"""
+    if not gains:
+        return False
+    if min(gains.values()) < CROWDED_PEER_FLOOR:
+        return True
+    mean = math.exp(sum(math.log(g) for g in gains.values()) / len(gains))
+    return batch >= PEER_GAIN_MIN_BATCH and mean < CROWDED_PEER_GAIN
+
+
+def group_was_crowded(gflops, calm, team_crowded, others=None, free_cores=0, spread=None,
+                      peers_slowed=False):
     """Did other processes crowd the machine during a group?  Its probes ran
     slow, fastsgd's team stepped aside, others used more cores than the
-    group left free, or the frameworks' fits were spread out (fit_spread)."""
+    group left free, the frameworks' fits were spread out (fit_spread), or
+    the other frameworks ran as if a core was gone (peers_lost_a_core)."""
     return (team_crowded > 0 or gflops < CROWDED_PROBE_SHARE * calm
             or (others is not None and others > free_cores + CROWDED_OTHERS_CORES)
-            or (spread is not None and spread > CROWDED_FIT_SPREAD))
+            or (spread is not None and spread > CROWDED_FIT_SPREAD)
+            or peers_slowed)
 
 
 def calmest_attempt(attempts, own="fastsgd"):

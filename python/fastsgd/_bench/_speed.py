@@ -159,10 +159,14 @@ def _run_section(args, runners, X_all, y, dtype, threads, fpr, run, result):
         reference = calm_gflops(run.calm, dtype, threads, run.physical_cores)
         run.calm[(dtype, threads)] = max(run.calm[(dtype, threads)], gflops)
         spread = _crowding.fit_spread(fw)
+        gains = (_crowding.peer_gains(fw, _one_thread_frameworks(result, dtype, group))
+                 if threads > 1 else {})
+        slowed = _crowding.peers_lost_a_core(gains, group["batch"])
         verdict = group_was_crowded(gflops, reference, crowded, others,
-                                    max(0, run.usable_cpus - threads), spread)
+                                    max(0, run.usable_cpus - threads), spread, slowed)
         return {"crowded": verdict, "matmul_gflops": gflops, "calm_gflops": reference,
                 "crowded_periods": crowded, "others_cores": others, "fit_spread": spread,
+                "peer_gains": gains, "peers_slowed": slowed,
                 "frameworks": fw, "probed": probed}
 
     groups = []
@@ -200,6 +204,16 @@ def _run_section(args, runners, X_all, y, dtype, threads, fpr, run, result):
     result["matmul"].append(mm)
 
 
+def _one_thread_frameworks(result, dtype, group):
+    """The frameworks of this run's 1-thread group of the same dtype and
+    batch, or None."""
+    label = "full" if group["bs"] is None else str(group["bs"])
+    for row in result["results"]:
+        if row["threads"] == 1 and row["dtype"] == dtype and row["batch_label"] == label:
+            return row["frameworks"]
+    return None
+
+
 def _group_row(group, dtype, threads, fpr):
     """The result row of a measured group: its calmest attempt (see
     calmest_attempt), the others kept aside."""
@@ -209,7 +223,7 @@ def _group_row(group, dtype, threads, fpr):
     crowded, others_used = kept["crowded_periods"], kept.get("others_cores")
     others = [{"matmul_gflops": a["matmul_gflops"], "calm_gflops": a["calm_gflops"],
                "crowded_periods": a["crowded_periods"], "others_cores": a.get("others_cores"),
-               "fit_spread": a.get("fit_spread"),
+               "fit_spread": a.get("fit_spread"), "peer_gains": a.get("peer_gains"),
                "rows_per_s": {k: v.get("rows_per_s") for k, v in a["frameworks"].items()}}
               for a in attempts if a is not kept]
     limit = gflops * 1e9 / fpr
@@ -226,6 +240,10 @@ def _group_row(group, dtype, threads, fpr):
     elif kept["crowded"] and (kept.get("fit_spread") or 0) > _crowding.CROWDED_FIT_SPREAD:
         notes.append(f"the machine was crowded (the frameworks' fits spread "
                      f"{kept['fit_spread']:.2f}x, slowest over fastest)")
+    elif kept["crowded"] and kept.get("peers_slowed"):
+        gains = ", ".join(f"{k} {v:.2f}x" for k, v in kept["peer_gains"].items())
+        notes.append(f"the machine was crowded (the other frameworks ran as if a core was "
+                     f"gone: {gains} their 1-thread speed)")
     elif kept["crowded"]:
         notes.append(f"the machine was crowded (other processes used {others_used:.2f} "
                      "cores on average)")
@@ -242,7 +260,8 @@ def _group_row(group, dtype, threads, fpr):
             "ratio_vs_sklearn": ratio(f_rate, fw.get("scikit-learn", {}).get("rows_per_s")),
             "ratio_vs_torch": ratio(f_rate, fw.get("torch", {}).get("rows_per_s")),
             "crowded_periods": crowded, "others_cores": others_used,
-            "fit_spread": kept.get("fit_spread"), "crowded": kept["crowded"],
+            "fit_spread": kept.get("fit_spread"), "peer_gains": kept.get("peer_gains"),
+            "crowded": kept["crowded"],
             "other_attempts": others, "notes": notes}
 
 
