@@ -255,6 +255,46 @@ def test_other_frameworks_running_as_if_a_core_was_gone_mark_a_group():
     assert not peers_lost_a_core({}, 256)
 
 
+def test_cores_placed_far_apart_mark_a_group():
+    from fastsgd._bench._crowding import CORES_FAR_RATIO, cores_far_apart, group_was_crowded
+    # 2026-12-05: ~65 ns near, 330-390 ns far, and now and then a 10 ms
+    # reading (the other vCPU gone for the whole reading)
+    assert cores_far_apart([345.0, 360.0, 66.0, 338.0, 1e7], 64.0)
+    assert not cores_far_apart([66.0, 67.0, 1e7, 65.0, 345.0], 64.0)   # one stall, one far
+    assert not cores_far_apart([CORES_FAR_RATIO * 100.0], 100.0)   # (strictly above)
+    # a machine whose cores are always far apart: its nearest is far too
+    assert not cores_far_apart([350.0, 345.0], 340.0)
+    assert not cores_far_apart([], 126.0) and not cores_far_apart([345.0], None)
+    assert group_was_crowded(95.0, 90.0, 0, far=True)
+    assert not group_was_crowded(95.0, 90.0, 0, far=False)
+
+
+def test_each_round_of_a_group_reads_the_distance_between_cores(monkeypatch):
+    import numpy as np
+    from fastsgd._bench import _timing
+
+    class Quick:
+        name = "quick"
+
+        def setup(self, X, y, batch_size, lr, epochs, threads):
+            return None
+
+        def run(self, state, X, y):
+            pass
+
+        def after(self, state, X, y):
+            return {}
+
+    trips = iter([130.0, None, 345.0])   # (None: the second thread did not run)
+    monkeypatch.setattr(_timing, "settle", lambda: None)
+    X, y = np.zeros((4, 2)), np.zeros(4)
+    _, _, watch = _timing.run_group([Quick()], X, y, 2, 0.1, 1, 2, 3, warmup=False,
+                                    distance=lambda: next(trips))
+    assert watch["round_trip_ns"] == [130.0, 345.0]
+    _, _, watch = _timing.run_group([Quick()], X, y, 2, 0.1, 1, 1, 2, warmup=False)
+    assert watch["round_trip_ns"] == []
+
+
 def test_fit_spread_is_the_median_frameworks_and_no_single_one_decides():
     from fastsgd._bench._crowding import fit_spread
     # the 23:24 UTC float32 batch-256 group, 2 threads: every framework spread

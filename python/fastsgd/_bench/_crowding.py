@@ -57,6 +57,19 @@ CROWDED_FIT_SPREAD = 1.35
 # probes and no other sign; calm groups of five runs: 1.28-2.1x (geometric
 # mean), and no framework below 0.85x at any batch.  Only the other
 # frameworks count, so fastsgd's own speed cannot mark a group.
+# ... or, with more threads than one, during which the host placed the
+# vCPUs far apart: the median of the group's cache-line round trips between
+# two threads (fastsgd._distance, 10 ms each round) above CORES_FAR_RATIO x
+# the nearest this run has seen.  On 2026-12-05 it switched between ~65 ns
+# and 330-390 ns for tens of seconds at a time (a test program with a
+# falsely shared flag read 125-135 and 340-360), and float64 batch-128 fits
+# on 2 threads took 0.22 s (median of 113) in the near stretches and 0.40 s
+# (of 34) in the far ones, their 1-thread time; scikit-learn and PyTorch
+# slowed alike, while the matmul probe lost only ~10 %.  A median: some
+# stretches, a reading every ~2 s found the other vCPU gone for the whole
+# 10 ms (a stall, not a placement).
+CORES_FAR_RATIO = 1.8
+DISTANCE_PROBE_SECONDS = 0.01
 CROWDED_PEER_FLOOR = 0.8
 CROWDED_PEER_GAIN = 1.15
 PEER_GAIN_MIN_BATCH = 128
@@ -182,16 +195,24 @@ def peers_lost_a_core(gains, batch):
     return batch >= PEER_GAIN_MIN_BATCH and mean < CROWDED_PEER_GAIN
 
 
+def cores_far_apart(round_trips, nearest):
+    """Was the median of a group's cache-line round trips (ns) above
+    CORES_FAR_RATIO times the nearest one of the run?"""
+    return (bool(round_trips) and bool(nearest)
+            and statistics.median(round_trips) > CORES_FAR_RATIO * nearest)
+
+
 def group_was_crowded(gflops, calm, team_crowded, others=None, free_cores=0, spread=None,
-                      peers_slowed=False):
+                      peers_slowed=False, far=False):
     """Did other processes crowd the machine during a group?  Its probes ran
     slow, fastsgd's team stepped aside, others used more cores than the
-    group left free, the frameworks' fits were spread out (fit_spread), or
-    the other frameworks ran as if a core was gone (peers_lost_a_core)."""
+    group left free, the frameworks' fits were spread out (fit_spread), the
+    other frameworks ran as if a core was gone (peers_lost_a_core), or the
+    host placed the vCPUs far apart (cores_far_apart)."""
     return (team_crowded > 0 or gflops < CROWDED_PROBE_SHARE * calm
             or (others is not None and others > free_cores + CROWDED_OTHERS_CORES)
             or (spread is not None and spread > CROWDED_FIT_SPREAD)
-            or peers_slowed)
+            or peers_slowed or far)
 
 
 def calmest_attempt(attempts, own="fastsgd"):

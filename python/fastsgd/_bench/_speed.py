@@ -3,6 +3,7 @@ crowded groups measured again, fastsgd's thread speed-up; the linear
 model against SGDClassifier; online learning with partial_fit."""
 
 import datetime
+import math
 import os
 import statistics
 import time
@@ -129,6 +130,7 @@ class _RunState:
         self.physical_cores = usable_physical_cores()
         self.usable_cpus = _usable_cpus()   # (a group of k threads leaves the rest free)
         self.retries_left = _crowding.CROWDED_RETRY_BUDGET
+        self.nearest_ns = None   # the shortest cache-line round trip seen
 
 
 def _run_section(args, runners, X_all, y, dtype, threads, fpr, run, result):
@@ -138,6 +140,7 @@ def _run_section(args, runners, X_all, y, dtype, threads, fpr, run, result):
     names = [r.name for r in runners]
     run.retries_left = _crowding.CROWDED_RETRY_BUDGET   # (each section its own)
     probe = MatmulProbe(dtype, args.matmul_size)
+    distance = _distance_probe() if threads > 1 else None
     mm = {"dtype": dtype, "threads": threads, "size": args.matmul_size,
           "gflops_all": [probe() for _ in range(3)]}
     run.calm[(dtype, threads)] = statistics.median(mm["gflops_all"])
@@ -152,8 +155,12 @@ def _run_section(args, runners, X_all, y, dtype, threads, fpr, run, result):
         calm rate)."""
         fw, probed, watch = run_group(runners, group["X"], group["y"], group["batch"],
                                       group["lr"], group["epochs"], threads, args.repeats,
-                                      probe=probe)
+                                      probe=probe, distance=distance)
         crowded, others = watch["crowded_periods"], watch["others_cores"]
+        trips = watch["round_trip_ns"]
+        if trips:
+            run.nearest_ns = min(run.nearest_ns or math.inf, min(trips))
+        far = _crowding.cores_far_apart(trips, run.nearest_ns)
         mm["gflops_all"] += probed
         gflops = statistics.median(probed)
         reference = calm_gflops(run.calm, dtype, threads, run.physical_cores)
@@ -163,10 +170,11 @@ def _run_section(args, runners, X_all, y, dtype, threads, fpr, run, result):
                  if threads > 1 else {})
         slowed = _crowding.peers_lost_a_core(gains, group["batch"])
         verdict = group_was_crowded(gflops, reference, crowded, others,
-                                    max(0, run.usable_cpus - threads), spread, slowed)
+                                    max(0, run.usable_cpus - threads), spread, slowed, far)
         return {"crowded": verdict, "matmul_gflops": gflops, "calm_gflops": reference,
                 "crowded_periods": crowded, "others_cores": others, "fit_spread": spread,
                 "peer_gains": gains, "peers_slowed": slowed,
+                "round_trip_ns": trips, "nearest_ns": run.nearest_ns, "cores_far": far,
                 "frameworks": fw, "probed": probed}
 
     groups = []
@@ -204,6 +212,18 @@ def _run_section(args, runners, X_all, y, dtype, threads, fpr, run, result):
     result["matmul"].append(mm)
 
 
+def _distance_probe():
+    """A callable giving the cache-line round trip (ns) between two threads
+    of this process, or None where the engine cannot measure it."""
+    try:
+        from fastsgd._distance import core_round_trip_ns
+    except ImportError:
+        return None
+    if core_round_trip_ns(_crowding.DISTANCE_PROBE_SECONDS) is None:
+        return None
+    return lambda: core_round_trip_ns(_crowding.DISTANCE_PROBE_SECONDS)
+
+
 def _one_thread_frameworks(result, dtype, group):
     """The frameworks of this run's 1-thread group of the same dtype and
     batch, or None."""
@@ -224,6 +244,7 @@ def _group_row(group, dtype, threads, fpr):
     others = [{"matmul_gflops": a["matmul_gflops"], "calm_gflops": a["calm_gflops"],
                "crowded_periods": a["crowded_periods"], "others_cores": a.get("others_cores"),
                "fit_spread": a.get("fit_spread"), "peer_gains": a.get("peer_gains"),
+               "round_trip_ns": a.get("round_trip_ns"),
                "rows_per_s": {k: v.get("rows_per_s") for k, v in a["frameworks"].items()}}
               for a in attempts if a is not kept]
     limit = gflops * 1e9 / fpr
@@ -240,6 +261,11 @@ def _group_row(group, dtype, threads, fpr):
     elif kept["crowded"] and (kept.get("fit_spread") or 0) > _crowding.CROWDED_FIT_SPREAD:
         notes.append(f"the machine was crowded (the frameworks' fits spread "
                      f"{kept['fit_spread']:.2f}x, slowest over fastest)")
+    elif kept["crowded"] and kept.get("cores_far"):
+        notes.append(f"the host placed the cores far apart (a cache line's round trip "
+                     f"{statistics.median(kept['round_trip_ns']):.0f} ns, median, against the "
+                     "run's nearest "
+                     f"{kept['nearest_ns']:.0f} ns)")
     elif kept["crowded"] and kept.get("peers_slowed"):
         gains = ", ".join(f"{k} {v:.2f}x" for k, v in kept["peer_gains"].items())
         notes.append(f"the machine was crowded (the other frameworks ran as if a core was "
@@ -261,7 +287,7 @@ def _group_row(group, dtype, threads, fpr):
             "ratio_vs_torch": ratio(f_rate, fw.get("torch", {}).get("rows_per_s")),
             "crowded_periods": crowded, "others_cores": others_used,
             "fit_spread": kept.get("fit_spread"), "peer_gains": kept.get("peer_gains"),
-            "crowded": kept["crowded"],
+            "round_trip_ns": kept.get("round_trip_ns"), "crowded": kept["crowded"],
             "other_attempts": others, "notes": notes}
 
 

@@ -46,12 +46,14 @@ def measure_fit(runner, X, y, batch_size, lr, epochs, threads, timed=True):
 
 
 def run_group(runners, X, y, batch_size, lr, epochs, threads, repeats, warmup=True,
-              probe=None):
+              probe=None, distance=None):
     """Warm every framework up on a few batches, then ``repeats`` interleaved
-    rounds (fastsgd, scikit-learn, torch, [matmul probe], fastsgd, ...).
-    Returns ({framework: result dict}, probe GFLOP/s list, what was seen of
-    crowding during the timed rounds: the periods fastsgd's engine began,
-    and the cores other processes used on average (see cpu_snapshot))."""
+    rounds (fastsgd, scikit-learn, torch, [matmul probe], [distance probe],
+    fastsgd, ...).  Returns ({framework: result dict}, probe GFLOP/s list,
+    what was seen of crowding during the timed rounds: the periods fastsgd's
+    engine began, the cores other processes used on average (see
+    cpu_snapshot), and each round's cache-line round trip in ns between two
+    threads (`distance`, see fastsgd._distance))."""
     n = X.shape[0]
     if warmup:
         m = min(n, max(2 * batch_size, 64))
@@ -66,11 +68,15 @@ def run_group(runners, X, y, batch_size, lr, epochs, threads, repeats, warmup=Tr
     # (a warm-up fit right after the last group may meet its spinning threads)
     crowded_before, cpu_before = crowded_periods(), cpu_snapshot()
     times = {r.name: [] for r in runners}
-    last, errors, probed = {}, {}, []
+    last, errors, probed, trips = {}, {}, [], []
     for _ in range(repeats):
         if probe is not None:
             settle()
             probed.append(probe())
+        if distance is not None:
+            trip = distance()
+            if trip is not None:
+                trips.append(trip)
         for r in runners:
             if r.name in errors:
                 continue
@@ -83,7 +89,8 @@ def run_group(runners, X, y, batch_size, lr, epochs, threads, repeats, warmup=Tr
     # (a start look just before the group and its blip counted inside it
     # come to -1: the group itself saw nothing; 23:59 UTC run, batch 32)
     watch = {"crowded_periods": max(0, crowded_periods() - crowded_before),
-             "others_cores": others_cores(cpu_before, cpu_snapshot())}
+             "others_cores": others_cores(cpu_before, cpu_snapshot()),
+             "round_trip_ns": trips}
     out = {}
     for r in runners:
         res = {"seconds_all": times[r.name], "epochs": epochs,
