@@ -255,6 +255,20 @@ def test_other_frameworks_running_as_if_a_core_was_gone_mark_a_group():
     assert not peers_lost_a_core({}, 256)
 
 
+class _InstantRunner:
+    """A framework runner whose fits take no time (run_group's own logic)."""
+    name = "quick"
+
+    def setup(self, X, y, batch_size, lr, epochs, threads):
+        return None
+
+    def run(self, state, X, y):
+        pass
+
+    def after(self, state, X, y):
+        return {}
+
+
 def test_cores_placed_far_apart_mark_a_group():
     from fastsgd._bench._crowding import CORES_FAR_RATIO, cores_far_apart, group_was_crowded
     # 2026-12-05: ~65 ns near, 330-390 ns far, and now and then a 10 ms
@@ -273,25 +287,13 @@ def test_each_round_of_a_group_reads_the_distance_between_cores(monkeypatch):
     import numpy as np
     from fastsgd._bench import _timing
 
-    class Quick:
-        name = "quick"
-
-        def setup(self, X, y, batch_size, lr, epochs, threads):
-            return None
-
-        def run(self, state, X, y):
-            pass
-
-        def after(self, state, X, y):
-            return {}
-
     trips = iter([130.0, None, 345.0])   # (None: the second thread did not run)
     monkeypatch.setattr(_timing, "settle", lambda: None)
     X, y = np.zeros((4, 2)), np.zeros(4)
-    _, _, watch = _timing.run_group([Quick()], X, y, 2, 0.1, 1, 2, 3, warmup=False,
+    _, _, watch = _timing.run_group([_InstantRunner()], X, y, 2, 0.1, 1, 2, 3, warmup=False,
                                     distance=lambda: next(trips))
     assert watch["round_trip_ns"] == [130.0, 345.0]
-    _, _, watch = _timing.run_group([Quick()], X, y, 2, 0.1, 1, 1, 2, warmup=False)
+    _, _, watch = _timing.run_group([_InstantRunner()], X, y, 2, 0.1, 1, 1, 2, warmup=False)
     assert watch["round_trip_ns"] == []
 
 
@@ -414,23 +416,11 @@ def test_a_blip_of_a_look_before_the_group_does_not_count_below_zero(monkeypatch
     import numpy as np
     from fastsgd._bench import _timing
 
-    class Quick:
-        name = "quick"
-
-        def setup(self, X, y, batch_size, lr, epochs, threads):
-            return None
-
-        def run(self, state, X, y):
-            pass
-
-        def after(self, state, X, y):
-            return {}
-
     counts = iter([5, 4])
     monkeypatch.setattr(_timing, "crowded_periods", lambda: next(counts))
     monkeypatch.setattr(_timing, "settle", lambda: None)
     X, y = np.zeros((4, 2)), np.zeros(4)
-    _, _, watch = _timing.run_group([Quick()], X, y, 2, 0.1, 1, 1, 1, warmup=False)
+    _, _, watch = _timing.run_group([_InstantRunner()], X, y, 2, 0.1, 1, 1, 1, warmup=False)
     assert watch["crowded_periods"] == 0
 
 
