@@ -20,7 +20,8 @@
 #define FSG_DISTANCE_H
 
 #include <stdint.h>
-#include <time.h>
+
+#include "fsg_clock.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -33,12 +34,6 @@ typedef struct {
     _Alignas(64) int64_t word;   /* the line bounced (alone on it) */
     char pad[56];
 } fsg_bounce_line;
-
-static inline int64_t fsg_bounce_now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Thread `tid` (0 or 1) of the two.  Thread 0 returns the mean round trip
  * in ns, or -1 when no round trip completed; thread 1 returns 0. */
@@ -58,21 +53,21 @@ static inline double fsg_bounce(fsg_bounce_line *line, int tid, int64_t budget_n
         }
     }
     if (tid != 0) return 0.0;
-    int64_t start = fsg_bounce_now_ns(), end = start + budget_ns, trips = 0, now = start;
+    int64_t start = fsg_now_ns(), end = start + budget_ns, trips = 0, now = start;
     int64_t v = 1;
     while (now < end) {
         __atomic_store_n(&line->word, v, __ATOMIC_RELEASE);
         int64_t spins = 0;
         while (__atomic_load_n(&line->word, __ATOMIC_ACQUIRE) != v + 1) {
-            if ((++spins & 255) == 0 && fsg_bounce_now_ns() >= end) break;
+            if ((++spins & 255) == 0 && fsg_now_ns() >= end) break;
             FSG_BOUNCE_RELAX();
         }
         if (__atomic_load_n(&line->word, __ATOMIC_ACQUIRE) != v + 1) break;
         trips++;
         v += 2;
-        if ((trips & 63) == 0) now = fsg_bounce_now_ns();
+        if ((trips & 63) == 0) now = fsg_now_ns();
     }
-    now = fsg_bounce_now_ns();
+    now = fsg_now_ns();
     __atomic_store_n(&line->word, -1, __ATOMIC_RELEASE);
     return trips > 0 ? (double)(now - start) / (double)trips : -1.0;
 #else

@@ -27,6 +27,8 @@
 
 #include <stdint.h>
 #include <time.h>
+
+#include "fsg_clock.h"
 #if defined(__linux__)
 #include <fcntl.h>
 #include <stdio.h>
@@ -47,12 +49,6 @@ typedef struct {
 } fsg_wake_state;
 
 static fsg_wake_state fsg_wake = {0, 0, 0, 0};
-
-static inline int64_t fsg_now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 /* caller, before a region of about solo_ns of work on one thread (0 or
  * less: unknown) for a team of n_threads: 1 = wake the team, 0 = run

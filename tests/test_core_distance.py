@@ -53,6 +53,7 @@ def test_readings_always_end_even_when_the_time_runs_out_mid_trip():
 def test_no_time_gives_no_reading():
     assert _distance.core_round_trip_ns(0.0) is None
     assert _distance.core_round_trip_ns(-1.0) is None
+    assert _distance.core_round_trip_ns(float("nan")) is None
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")

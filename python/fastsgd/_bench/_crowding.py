@@ -191,8 +191,8 @@ def peers_lost_a_core(gains, batch):
         return False
     if min(gains.values()) < CROWDED_PEER_FLOOR:
         return True
-    mean = math.exp(sum(math.log(g) for g in gains.values()) / len(gains))
-    return batch >= PEER_GAIN_MIN_BATCH and mean < CROWDED_PEER_GAIN
+    return (batch >= PEER_GAIN_MIN_BATCH
+            and statistics.geometric_mean(gains.values()) < CROWDED_PEER_GAIN)
 
 
 def cores_far_apart(round_trips, nearest):
