@@ -4,6 +4,7 @@ which the bench reads to see a shared host placing the vCPUs far apart."""
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -17,11 +18,20 @@ def _usable_cpus():
         return os.cpu_count() or 1
 
 
-def _nearest(readings, seconds=0.01):
-    """The shortest of several readings (another test's process may hold a
-    CPU now and then), or None if none completed."""
-    got = [t for t in (_distance.core_round_trip_ns(seconds) for _ in range(readings))
-           if t is not None]
+def _nearest(readings, seconds=0.01, enough_ns=1e5, budget_s=3.0):
+    """The shortest of several readings, or None if none completed.  Another
+    test's process may hold the other CPU for a while (under pytest -n 2 a
+    whole 10-reading run once read 6 ms): read on, up to budget_s, until a
+    reading is under enough_ns."""
+    got = []
+    t_end = time.monotonic() + budget_s
+    while len(got) < readings or (min(got, default=enough_ns) >= enough_ns
+                                  and time.monotonic() < t_end):
+        t = _distance.core_round_trip_ns(seconds)
+        if t is not None:
+            got.append(t)
+        elif time.monotonic() >= t_end:
+            break
     return min(got) if got else None
 
 
@@ -59,13 +69,13 @@ def test_no_time_gives_no_reading():
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")
 def test_two_threads_sharing_one_cpu_read_far_slower_than_two_cpus():
     # pinned to one CPU the two threads take turns on it: a round trip then
-    # waits for the scheduler (or never completes in the time: None), far
-    # longer than between two CPUs.  In a subprocess: the pin stays there.
+    # waits for the scheduler's time slice (8.3 ms here), or never completes
+    # in the time (None): far over the 100 us bound two CPUs keep (above).
+    # In a subprocess: the pin stays there.
     if not _engine.build_info()["openmp"] or _usable_cpus() < 2:
         pytest.skip("needs OpenMP and two usable CPUs")
     code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
             "from fastsgd import _distance; print(_distance.core_round_trip_ns(0.05))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout.strip()
-    two = _nearest(10)
-    assert out == "None" or float(out) > 20 * two
+    assert out == "None" or float(out) > 1e5
