@@ -184,7 +184,9 @@ def test_new_engine_trusts_a_recent_verdict_for_its_shape(tuning):
 def test_large_batches_without_room_for_group_buffers_take_the_phase_2_path(tuning):
     # the gradient groups of a large batch may not fit their memory cap: the
     # engine must then run the phase-2 products, exactly as when large
-    # batches are told not to accumulate at all
+    # batches are told not to accumulate at all (the row-split path: this
+    # one-hidden-layer network would otherwise split by hidden units)
+    tuning(hidden_rows=0)
     X, y = load_digits(return_X_y=True)
 
     def fit():
@@ -252,6 +254,20 @@ def test_check_x_finds_bad_value_on_every_gather_path(tuning, dtype, batch_size,
     # of the two before (which gathered the next batch's rows, or, in the
     # idle end of its update phase, the rows of the batch after: gather_tail)
     tuning(wake_guard=0)
+    _assert_check_x_stops_at_bad_values(dtype, batch_size, n_threads)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("batch_size", [100, 300])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_check_x_finds_bad_value_in_hidden_unit_blocks(tuning, dtype, batch_size, n_threads):
+    # the 64 hidden units in 4 blocks: each thread gathers its own copy of
+    # every chunk (train_batch_hidden), and each copy checks
+    tuning(wake_guard=0, hidden_width=16)
+    _assert_check_x_stops_at_bad_values(dtype, batch_size, n_threads)
+
+
+def _assert_check_x_stops_at_bad_values(dtype, batch_size, n_threads):
     rng = np.random.RandomState(0)
     X = rng.standard_normal((300, 256)).astype(dtype)
     order = rng.permutation(300).astype(np.int64)
@@ -477,3 +493,66 @@ def test_stretches_without_a_slow_teammate_are_counted(tuning):
     team = _check_x_epoch(X, order, 32, 2, check_x=False)[2]
     assert _engine.crowd_stats()["solo_stretches"] == before
     np.testing.assert_array_equal(alone_by_waits, team)
+
+
+def _wide_fit(n_threads, batch_size, dtype=np.float64, sw=None, **params):
+    """Digits on one hidden layer of 300 units: 64 x 300 weights take the
+    hidden-unit blocks at batches over split_rows (five blocks of 64 units,
+    the last of 44)."""
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(dtype)
+    est = fastsgd.MLPClassifier(hidden_layer_sizes=(300,), batch_size=batch_size,
+                                learning_rate_init=0.02, max_iter=2, random_state=0,
+                                n_threads=n_threads, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return est.fit(X, y, sample_weight=sw)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("batch_size,shuffle", [(65, True), (300, True), (300, False),
+                                                (1797, True)])
+def test_hidden_unit_blocks_bitwise_identical_for_any_thread_count(tuning, batch_size,
+                                                                    shuffle, dtype):
+    # one chunk (65 rows); three chunks of 100 (gathered, or X in place);
+    # the full batch in 15 chunks of 120 rows (the last 117)
+    tuning(wake_guard=0)
+    _engine.phase_timing(True)
+    _engine.phase_times(reset=True)
+    try:
+        one = _wide_fit(1, batch_size, dtype, shuffle=shuffle)
+        phases = _engine.phase_times(reset=True)["phases"]
+        two = _wide_fit(2, batch_size, dtype, shuffle=shuffle)
+        three = _wide_fit(3, batch_size, dtype, shuffle=shuffle)
+    finally:
+        _engine.phase_timing(False)
+    assert phases["hidden"]["master_items_us"] > 0 and "slices" not in phases
+    _assert_bitwise_equal(one, two)
+    _assert_bitwise_equal(one, three)
+    # the row-split path sums in another order: the blocks did the work
+    tuning(hidden_rows=0)
+    rows = _wide_fit(1, batch_size, dtype, shuffle=shuffle)
+    assert any(not np.array_equal(a, b) for a, b in zip(one.coefs_, rows.coefs_))
+
+
+def test_hidden_unit_blocks_with_sample_weights_bitwise_identical(tuning):
+    sw = np.random.RandomState(0).uniform(0.1, 3.0, size=1797)
+    tuning(wake_guard=0)
+    _assert_bitwise_equal(_wide_fit(1, 200, sw=sw), _wide_fit(2, 200, sw=sw))
+
+
+def test_hidden_unit_blocks_need_two_blocks_and_one_hidden_layer(tuning):
+    # a layer of one block, or two hidden layers, keep the row split
+    tuning(wake_guard=0, hidden_width=512)
+    _engine.phase_timing(True)
+    _engine.phase_times(reset=True)
+    try:
+        _wide_fit(2, 200)
+        one_block = _engine.phase_times(reset=True)["phases"]
+        tuning(hidden_width=64)
+        _fit(2, 256)   # (128, 32)
+        two_layers = _engine.phase_times(reset=True)["phases"]
+    finally:
+        _engine.phase_timing(False)
+    assert "hidden" not in one_block and "slices" in one_block
+    assert "hidden" not in two_layers and "slices" in two_layers

@@ -57,6 +57,11 @@ CLASSIFIER_CASES = [
     ("wide-batch-6-no-shuffle", dict(hidden_layer_sizes=(300,), batch_size=6, max_iter=2,
                                      shuffle=False)),
     ("wide-batch-45", dict(hidden_layer_sizes=(300, 60), batch_size=45)),
+    # one hidden layer of >= 16384 weights, batches over 64 rows: blocks of
+    # hidden units, in chunks of at most 128 rows (300: three of 100)
+    ("wide-batch-100-hidden-blocks", dict(hidden_layer_sizes=(300,), batch_size=100)),
+    ("wide-batch-n-hidden-chunks", dict(hidden_layer_sizes=(300,), batch_size=300,
+                                        learning_rate_init=0.1)),
     ("momentum-0", dict(momentum=0.0)),
     ("momentum-0.5-no-nesterov", dict(momentum=0.5, nesterovs_momentum=False)),
     ("momentum-0.9-no-nesterov", dict(nesterovs_momentum=False)),
@@ -263,4 +268,51 @@ def test_small_batch_paths_on_a_wide_layer_match_sklearn(batch_size, nesterov, d
     fast, ref = pair("classifier", **params)
     quiet(fast.fit, X, y)
     quiet(ref.fit, X, y)
+    assert_same_model(fast, ref, dtype, X)
+
+
+# every output and loss through the hidden-unit blocks: small layers made to
+# take them (blocks of 8 float64 / 16 float32 units of 40, chunks of 34 rows)
+HIDDEN_BLOCK_CASES = [
+    ("classifier-logistic", "classifier", dict(activation="logistic")),
+    ("classifier-tanh-no-nesterov", "classifier", dict(activation="tanh",
+                                                       nesterovs_momentum=False)),
+    ("classifier-sample-weight", "classifier", dict()),
+    ("multilabel", "classifier", dict()),
+    ("squared-error", "regressor", dict()),
+    ("poisson", "regressor", dict(loss="poisson", learning_rate_init=0.002)),
+]
+
+
+@pytest.fixture
+def hidden_blocks_on_small_layers():
+    from fastsgd import _engine
+    saved = _engine.get_tuning()
+    _engine.set_tuning(split_min_weights=64, hidden_width=8, hidden_chunk_rows=48)
+    yield
+    _engine.set_tuning(**saved)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("name,kind,params", HIDDEN_BLOCK_CASES,
+                         ids=[c[0] for c in HIDDEN_BLOCK_CASES])
+def test_hidden_unit_blocks_match_sklearn(hidden_blocks_on_small_layers, name, kind, params,
+                                          dtype):
+    sw = None
+    if kind == "regressor":
+        X, y = _diabetes()
+        if params.get("loss") == "poisson":
+            y = np.exp(y / 2)
+        y = y.astype(dtype)
+    else:
+        X, y = _digits()
+        if name == "multilabel":
+            y = np.stack([y % 2, y > 4, y == 3], axis=1).astype(int)
+        if name.endswith("sample-weight"):
+            sw = np.random.RandomState(0).uniform(0.1, 3.0, size=len(y))
+    X = X.astype(dtype)
+    fast, ref = pair(kind, **{**BASE, "hidden_layer_sizes": (40,), "batch_size": 100,
+                              "learning_rate_init": 0.02, **params})
+    quiet(fast.fit, X, y, sample_weight=sw)
+    quiet(ref.fit, X, y, sample_weight=sw)
     assert_same_model(fast, ref, dtype, X)

@@ -178,6 +178,29 @@ cdef dict _TUNING = dict(
                              #     (0: after any wait; tests)
     probe_rows=64,           # batches up to this many rows measure team vs
                              #     alone (adapt_probe); 0: never
+    hidden_rows=1 << 30,     # a network of one hidden layer trains batches of
+                             #     split_rows+1 up to this many rows split by
+                             #     hidden units (train_batch_hidden; 0: never)
+    hidden_width=64,         # ... in blocks of about this many units (equal,
+                             #     whole vectors; 784-128-10 float64 1 thread
+                             #     B=128, before the small products below:
+                             #     32 units 82k rows/s, 64 units 93k)
+    hidden_chunk_rows=128,   # ... and chunks of at most this many rows (float32
+                             #     B=256 1 thread: 256 rows 189k, 128 rows 227k;
+                             #     at 256 the gradient products outgrow the
+                             #     small-matrix kernels, below)
+    hidden_grad_rows=64,     # ... and W1's gradient in products of this many
+                             #     rows, and the forward in products of
+    hidden_fwd_rows=16,      #     this many: OpenBLAS's SkylakeX build runs
+                             #     products of M*N*K <= 1e6 in kernels that
+                             #     pack nothing, and whole-chunk products
+                             #     repacked the inputs for every block
+                             #     (float64 B=128 1 thread: 85k rows/s whole,
+                             #     102k with the gradient split, 113k with
+                             #     both; the row split 100-104k)
+    hidden_asks=1,           # ... and the gradient products ask for the rows
+                             #     gathered next (0: never; float32 B=256
+                             #     2 threads 343-347k -> 356-366k rows/s)
     wake_guard=1,            # short calls after an idle gap run alone when
                              #     the team would come too late (fsg_wake.h);
                              #     0: always wake the team
@@ -196,7 +219,8 @@ def set_tuning(**knobs):
             raise KeyError(f"unknown tuning knob {key!r}")
         least = 0 if key in ("probe_rows", "wake_guard", "gather_early", "gather_ahead",
                             "tail_gather", "ahead_hint", "update_asks", "solo_wait_percent",
-                            "master_tail", "taper_one", "reverse_last") else 1
+                            "master_tail", "taper_one", "reverse_last", "hidden_rows",
+                            "hidden_asks") else 1
         if int(value) < least:
             raise ValueError(f"tuning knob {key!r} must be >= {least}")
         if key == "ahead_hint" and int(value) > 3:
@@ -282,6 +306,27 @@ cdef struct Plan:
                                  #     gather (fsg_team.h slots; -1 at rest)
     int32_t *task_mark           # per layer-0 task: who finished it in which
                                  #     phase (mark_of; -1 at rest)
+    # one hidden layer, batches of more than split_rows rows: split by
+    # hidden units (train_batch_hidden); 0 blocks: never
+    Py_ssize_t hidden_blocks     # blocks of hidden units (the items)
+    Py_ssize_t hidden_width      # units per block (the last may be narrower)
+    Py_ssize_t hidden_chunk      # rows per chunk of a batch, at most
+    Py_ssize_t hidden_max_rows   # batches up to this many rows take the path
+    Py_ssize_t hidden_grad_rows  # W1 rows per gradient product
+    Py_ssize_t hidden_fwd_rows   # chunk rows per forward product
+    bint hidden_asks             # the gradient products ask for the next rows
+    Py_ssize_t hx_off            # per thread: its own copy of a chunk's
+    Py_ssize_t hx_stride         #     inputs (chunk, F), hx_stride apart
+    int64_t *hx_stamp            # ... and which chunk each copy holds
+    Py_ssize_t hact_off          # per block: activations (chunk, width)
+    Py_ssize_t hdelta_off        # per block: deltas (chunk, width)
+    Py_ssize_t hpart_off         # per block: output partials (chunk, K)
+    Py_ssize_t hgrad_off         # per block: gradients of its W1 columns
+    Py_ssize_t hgrad_stride      #     (F, width), W2 rows (width, K), b1 (width)
+    Py_ssize_t hout_off          # the output layer: z / delta (chunk, K),
+                                 #     targets (chunk, K), weights (chunk),
+                                 #     b2's gradient and a scratch (K each)
+    double *hidden_sumsq         # per block: sum of squared pre-update weights
 
 
 def _slice_rows(dtype):
@@ -623,6 +668,204 @@ cdef double update_task(
                       nesterov)
 
 
+# ---- one hidden layer, large batches: split by hidden units -----------------
+# Splitting a large batch's rows between threads makes each thread read, every
+# batch, the weights the other's update wrote and the other's gradient sums:
+# ~800 KB per thread per batch in float64 at 784-128-10.  When the host puts
+# the two vCPUs on far-apart cores (a cache line's round trip 330-890 ns
+# against ~65), that traffic slowed every 2-thread large-batch fit to its
+# 1-thread speed.  Here each item is a block of hidden units: its columns of
+# W1, its rows of W2, their velocities and gradients stay with the thread
+# that keeps claiming the block (the master claims from the front, helpers
+# from the back), each thread gathers its own copy of the inputs, and only
+# the output layer's partial sums (chunk x K) and deltas cross.  The blocks
+# and chunks depend on the shapes, not on the threads, so neither do the
+# numbers.
+
+
+cdef const floating *hidden_inputs(const Plan *p, const Work *w, int tid, floating *ws,
+                                   Py_ssize_t r0, Py_ssize_t n, int64_t stamp) noexcept nogil:
+    """The chunk of rows [r0, r0 + n) of the batch: in place when the batch
+    is contiguous, else this thread's own copy, gathered once per chunk."""
+    cdef Py_ssize_t F = p.units[0]
+    cdef floating *buf
+    if w.rows == NULL:
+        return <const floating *> w.X + r0 * F
+    buf = ws + p.hx_off + tid * p.hx_stride
+    if p.hx_stamp[tid] != stamp:
+        gather_x(p, buf, <const floating *> w.X, w.rows + r0, n, 0, F)
+        p.hx_stamp[tid] = stamp
+    return buf
+
+
+cdef inline Py_ssize_t hidden_chunk_len(const Plan *p, Py_ssize_t B) noexcept nogil:
+    """Rows per chunk of a batch of B rows: equal chunks of at most
+    hidden_chunk rows."""
+    cdef Py_ssize_t n_chunks = (B + p.hidden_chunk - 1) // p.hidden_chunk
+    return (B + n_chunks - 1) // n_chunks
+
+
+cdef void hidden_item(const Plan *p, const Work *w, Py_ssize_t c, int tid, floating *ws,
+                      floating *params, floating *velocity) noexcept nogil:
+    """Block c of hidden units: the backward pass of chunk bwd (gradients of
+    its W1 columns, b1 entries and W2 rows; on the batch's last chunk their
+    momentum update), then the forward pass of chunk fwd (its activations
+    and its partial of the output layer's product)."""
+    cdef Py_ssize_t F = p.units[0], H = p.units[1], K = p.units[2]
+    cdef Py_ssize_t c0 = c * p.hidden_width, n = min(p.hidden_width, H - c0), f, f0, f1
+    cdef floating *a = ws + p.hact_off + c * p.hidden_chunk * p.hidden_width
+    cdef floating *d = ws + p.hdelta_off + c * p.hidden_chunk * p.hidden_width
+    cdef floating *g1 = ws + p.hgrad_off + c * p.hgrad_stride    # (F, n)
+    cdef floating *g2 = g1 + F * n                                # (n, K)
+    cdef floating *gb = g2 + n * K                                # (n,)
+    cdef floating *tmp = gb + n                                   # (n,)
+    cdef floating *w1 = params + p.coef_off[0]
+    cdef floating *v1 = velocity + p.coef_off[0]
+    cdef floating *w2 = params + p.coef_off[1] + c0 * K
+    cdef const floating *d2 = ws + p.hout_off
+    cdef const floating *x
+    cdef floating beta
+    cdef double sumsq = 0.0
+    # the rows this thread gathers next (this phase's forward chunk, or the
+    # next batch's first) are asked for during the gradient products, so
+    # the gather copies them from cache
+    cdef const int64_t *ahead = NULL
+    cdef Py_ssize_t n_ahead = 0, asked = 0, per_product
+    cdef size_t row_bytes = F * sizeof(floating)
+    if w.fwd_len > 0 and w.rows != NULL:
+        ahead, n_ahead = w.rows + w.fwd_r0, w.fwd_len
+    elif w.bwd_last and w.next_rows != NULL and w.next_B > 0:
+        ahead, n_ahead = w.next_rows, hidden_chunk_len(p, w.next_B)
+    per_product = (n_ahead * p.hidden_grad_rows + F - 1) // F
+    if w.bwd_len > 0:
+        x = hidden_inputs(p, w, tid, ws, w.bwd_r0, w.bwd_len, w.bwd_stamp)
+        beta = 0.0 if w.bwd_first else 1.0
+        # W2 rows' gradient, then the deltas back through the old W2 rows
+        gemm(True, False, <int> n, <int> K, <int> w.bwd_len, <floating> 1.0, a, <int> n,
+             d2, <int> K, beta, g2, <int> K)
+        matmul_bt(p, d, n, d2, w2, w.bwd_len, n, K)
+        activation_backward(d, a, w.bwd_len * n, p.activation)
+        if w.bwd_first:
+            column_sum(gb, d, w.bwd_len, n)
+        else:
+            column_sum(tmp, d, w.bwd_len, n)
+            accumulate(gb, tmp, n)
+        # W1 columns' gradient X^T d in row blocks small enough for BLAS's
+        # small-matrix kernels (no packing of X for every block), each
+        # updated while in L1 on the batch's last chunk
+        f0 = 0
+        while f0 < F:
+            f1 = min(f0 + p.hidden_grad_rows, F)
+            if asked < n_ahead and p.hidden_asks:
+                fsg_prefetch_rows(w.X if ahead != w.next_rows else w.next_X, ahead + asked,
+                                  min(per_product, n_ahead - asked), row_bytes, 0, row_bytes,
+                                  p.ahead_hint)
+                asked += per_product
+            gemm(True, False, <int> (f1 - f0), <int> n, <int> w.bwd_len, <floating> 1.0,
+                 x + f0, <int> F, d, <int> n, beta, g1 + f0 * n, <int> n)
+            if w.bwd_last:
+                for f in range(f0, f1):   # (the block's columns: n apart in g1)
+                    sumsq += sgd_update(w1 + f * H + c0, v1 + f * H + c0, g1 + f * n, n,
+                                        <floating> w.alpha, <floating> w.inv_m,
+                                        <floating> w.lr, <floating> w.mu, w.nesterov)
+            f0 = f1
+        if w.bwd_last:
+            sgd_update(params + p.icpt_off[0] + c0, velocity + p.icpt_off[0] + c0, gb, n,
+                       <floating> 0.0, <floating> w.inv_m, <floating> w.lr, <floating> w.mu,
+                       w.nesterov)
+            sumsq += sgd_update(w2, velocity + p.coef_off[1] + c0 * K, g2, n * K,
+                                <floating> w.alpha, <floating> w.inv_m, <floating> w.lr,
+                                <floating> w.mu, w.nesterov)
+            p.hidden_sumsq[c] = sumsq
+    if w.fwd_len > 0:
+        x = hidden_inputs(p, w, tid, ws, w.fwd_r0, w.fwd_len, w.fwd_stamp)
+        f0 = 0
+        while f0 < w.fwd_len:
+            f1 = min(f0 + p.hidden_fwd_rows, w.fwd_len)
+            gemm(False, False, <int> (f1 - f0), <int> n, <int> F, <floating> 1.0, x + f0 * F,
+                 <int> F, w1 + c0, <int> H, <floating> 0.0, a + f0 * n, <int> n)
+            f0 = f1
+        bias_activation(a, params + p.icpt_off[0] + c0, w.fwd_len, n, p.activation)
+        matmul(p, ws + p.hpart_off + c * p.hidden_chunk * K, a, n, w2, w.fwd_len, n, K)
+
+
+cdef double train_batch_hidden(const Plan *p, Work *w, fsg_team *team, floating *ws,
+                               floating *params, floating *velocity, double m) noexcept nogil:
+    """train_batch for a network of one hidden layer, by blocks of hidden
+    units (see above), in chunks of at most hidden_chunk rows: one phase
+    per chunk runs the last chunk's backward and this chunk's forward, the
+    master between phases sums the output partials (in block order) into
+    the chunk's loss and output deltas."""
+    cdef Py_ssize_t K = p.units[2], C = hidden_chunk_len(p, w.B), k, c, r0, n
+    cdef Py_ssize_t n_chunks = (w.B + C - 1) // C
+    cdef floating *z = ws + p.hout_off                 # (C, K): z, then delta
+    cdef floating *y = z + p.hidden_chunk * K          # (C, K)
+    cdef floating *sw = y + p.hidden_chunk * K         # (C,)
+    cdef floating *gb2 = sw + p.hidden_chunk           # (K,)
+    cdef floating *tmp = gb2 + K                       # (K,)
+    cdef const floating *yk
+    cdef const floating *swk
+    cdef double data_loss = 0.0, sumsq = 0.0
+    global _timed_batches, _timed_solo_batches, _timed_batch_ns
+    cdef double t_batch = now_ns() if _timing else 0.0
+    w.inv_m = 1.0 / m
+    w.make_next = False
+    w.ready0 = False
+    if w.pregather_key >= 0:   # (a last small batch's tail may still gather)
+        settle_slots(p, w)
+    w.bwd_len = 0
+    for k in range(n_chunks + 1):
+        # this phase: backward of chunk k - 1 (set below), forward of chunk k
+        w.fwd_len = 0
+        if k < n_chunks:
+            w.fwd_r0 = k * C
+            w.fwd_len = min(C, w.B - w.fwd_r0)
+            w.fwd_stamp = w.next_stamp
+            w.next_stamp += 1
+        run_phase(p, w, team, PHASE_HIDDEN, p.hidden_blocks, ws, params, velocity)
+        if k == n_chunks:
+            break
+        # the master: the chunk's output layer from the blocks' partials
+        r0 = w.fwd_r0
+        n = w.fwd_len
+        sum_blocks(z, ws + p.hpart_off, p.hidden_chunk * K, p.hidden_blocks, n * K)
+        if w.rows != NULL:
+            gather_rows(y, <const floating *> w.Y, w.rows + r0, n, K, 0)
+            yk = y
+            swk = NULL
+            if w.sw != NULL:
+                gather_rows(sw, <const floating *> w.sw, w.rows + r0, n, 1, 0)
+                swk = sw
+        else:
+            yk = <const floating *> w.Y + r0 * K
+            swk = (<const floating *> w.sw + r0) if w.sw != NULL else NULL
+        data_loss += output_loss_delta(z, params + p.icpt_off[1], yk, swk, n, K, p.output)
+        if k == 0:
+            column_sum(gb2, z, n, K)
+        else:
+            column_sum(tmp, z, n, K)
+            accumulate(gb2, tmp, K)
+        if k == n_chunks - 1:   # b2's gradient is whole (no block reads b2 now)
+            sgd_update(params + p.icpt_off[1], velocity + p.icpt_off[1], gb2, K,
+                       <floating> 0.0, <floating> w.inv_m, <floating> w.lr, <floating> w.mu,
+                       w.nesterov)
+        w.bwd_r0 = r0
+        w.bwd_len = n
+        w.bwd_stamp = w.fwd_stamp
+        w.bwd_first = k == 0
+        w.bwd_last = k == n_chunks - 1
+    if _timing:
+        _timed_batch_ns += now_ns() - t_batch
+        _timed_batches += 1
+        _timed_solo_batches += w.solo
+    # reductions in a fixed order: the result does not depend on threads
+    for c in range(p.hidden_blocks):
+        sumsq += p.hidden_sumsq[c]
+    if p.output == FSG_OUT_SQUARED:
+        data_loss *= 0.5 / K    # scikit-learn averages squared error over outputs
+    return (data_loss + 0.5 * w.alpha * sumsq) / m
+
+
 # ---- the team: how threads share a batch (csrc/fsg_team.h has the why) -------
 cdef extern from "fsg_team.h" nogil:
     ctypedef struct fsg_team:
@@ -717,6 +960,7 @@ cdef enum Phase:
     PHASE_SUMS = 5        # small batches: one layer's partials summed, by rows
     PHASE_GATHER = 6      # small batches: the next batch's inputs, by columns
     PHASE_TAIL = 7        # (not a phase: gather_tail's work, for phase_times)
+    PHASE_HIDDEN = 8      # one hidden layer, large batches: blocks of hidden units
 
 
 # ---- phase timing: where a batch's time goes (diagnostics, off by default) --
@@ -727,7 +971,7 @@ cdef enum Phase:
 # one predictable branch when off.  Helpers add to rows of their own, so no
 # two threads write one counter.
 cdef enum:
-    TIMED_PHASES = 8
+    TIMED_PHASES = 9
     TIMED_THREADS = 64        # helpers beyond this are not timed
 cdef bint _timing = False
 cdef int64_t _timed_batches = 0
@@ -746,7 +990,7 @@ cdef inline void note_item_ns(int tid, int phase, double ns) noexcept nogil:
 
 _PHASE_NAMES = {PHASE_SLICES: "slices", PHASE_TASKS: "tasks", PHASE_FORWARD: "forward",
                 PHASE_BACKWARD: "backward", PHASE_SUMS: "sums", PHASE_GATHER: "gather",
-                PHASE_TAIL: "tail_gather"}
+                PHASE_TAIL: "tail_gather", PHASE_HIDDEN: "hidden"}
 
 
 def phase_timing(bint on):
@@ -843,6 +1087,18 @@ cdef struct Work:
     double work_ns
     double wait_ns
     bint stalled              # a teammate held an item far too long (close_phase)
+    # train_batch_hidden: the phase's items run the backward pass of chunk
+    # `bwd` (if bwd_len > 0) and then the forward pass of chunk `fwd` (if
+    # fwd_len > 0); chunk stamps say which copy of the inputs is which
+    Py_ssize_t bwd_r0
+    Py_ssize_t bwd_len
+    int64_t bwd_stamp
+    bint bwd_first            # the batch's first chunk: gradients start afresh
+    bint bwd_last             # ... its last: the blocks update their weights
+    Py_ssize_t fwd_r0
+    Py_ssize_t fwd_len
+    int64_t fwd_stamp
+    int64_t next_stamp        # the next chunk stamp to hand out
 
 
 # Small batches: is the team faster than the master alone right now?  On a
@@ -937,6 +1193,8 @@ cdef void run_item(const Plan *p, const Work *w, Py_ssize_t item, int tid, float
         forward_block(p, ws, params, <const floating *> w.a_in, w.B, w.layer, item)
     elif w.phase == PHASE_BACKWARD:
         backward_block(p, ws, params, w.B, w.layer, item)
+    elif w.phase == PHASE_HIDDEN:
+        hidden_item(p, w, item, tid, ws, params, velocity)
     elif w.fuse_next and item < p.layer_n_tasks[0]:
         if w.gather_next:
             gather_columns(p, w, item, <floating *> w.next_a)
@@ -1159,6 +1417,8 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
     both divided by m)."""
     cdef Py_ssize_t n_slices = n_slices_for(w.B, p.slice_rows)
     cdef Py_ssize_t s, t, K = p.units[p.n_layers], n_groups
+    if p.hidden_blocks > 0 and p.split_rows < w.B <= p.hidden_max_rows:
+        return train_batch_hidden(p, w, team, ws, params, velocity, m)
     w.make_next = False
     w.fuse_next = False
     w.accumulate = False
@@ -1678,6 +1938,7 @@ cdef class Engine:
     cdef object _act_off, _delta_off
     cdef object _ws, _slice_loss, _task_sumsq
     cdef object _gather_slots, _task_marks   # int32, per task (Plan.gather_slot, task_mark)
+    cdef object _hx_stamps, _hidden_sumsq    # Plan.hx_stamp, hidden_sumsq
     cdef Py_ssize_t _ws_rows, _ws_threads, _ws_groups
     cdef object _ws_tuning
     cdef object _ws_dtype
@@ -1886,6 +2147,36 @@ cdef class Engine:
         group_off = off
         group_stride = _align(self.n_params)
         off += groups * group_stride
+        # one hidden layer split by hidden units (train_batch_hidden)
+        h_blocks = h_width = h_chunk = 0
+        hx_off = hx_stride = hact_off = hdelta_off = hpart_off = hgrad_off = 0
+        hgrad_stride = hout_off = 0
+        if (L == 2 and _TUNING["hidden_rows"] > _TUNING["split_rows"]
+                and rows > _TUNING["split_rows"]
+                and units[0] * units[1] >= _TUNING["split_min_weights"]):
+            # equal blocks of whole vectors (two threads share evenly)
+            h_blocks = -(-units[1] // _TUNING["hidden_width"])
+            vec = FSG_VECTOR_BYTES // itemsize
+            h_width = -(-(-(-units[1] // h_blocks)) // vec) * vec
+            h_blocks = -(-units[1] // h_width)
+            if h_blocks < 2:
+                h_blocks = 0
+        if h_blocks > 0:
+            h_chunk = min(rows, _TUNING["hidden_chunk_rows"])
+            hx_off = off
+            hx_stride = _align(h_chunk * units[0])
+            off += hx_stride * n_threads
+            hact_off = off
+            off += _align(h_blocks * h_chunk * h_width)
+            hdelta_off = off
+            off += _align(h_blocks * h_chunk * h_width)
+            hpart_off = off
+            off += _align(h_blocks * h_chunk * K)
+            hgrad_off = off
+            hgrad_stride = _align(h_width * (units[0] + K + 2))
+            off += h_blocks * hgrad_stride
+            hout_off = off
+            off += _align(2 * h_chunk * K + h_chunk + 2 * K)
         raw = np.empty(off + 64 // itemsize, dtype=dtype)
         shift = (-raw.ctypes.data % 64) // itemsize
         self._ws = raw[shift:shift + off]
@@ -1897,6 +2188,8 @@ cdef class Engine:
         self._task_sumsq = np.zeros(len(self._task_layer), dtype=np.float64)
         self._gather_slots = np.full(len(self._task_layer), -1, dtype=np.int32)
         self._task_marks = np.full(len(self._task_layer), -1, dtype=np.int32)
+        self._hx_stamps = np.full(max(n_threads, 1), -1, dtype=np.int64)
+        self._hidden_sumsq = np.zeros(max(h_blocks, 1), dtype=np.float64)
         self._ws_rows = rows
         self._ws_threads = n_threads
         self._ws_dtype = np.dtype(dtype)
@@ -1947,6 +2240,21 @@ cdef class Engine:
         self._plan.gather_slot = &iv[0]
         iv = self._task_marks
         self._plan.task_mark = &iv[0]
+        self._plan.hidden_blocks = h_blocks
+        self._plan.hidden_width = h_width
+        self._plan.hidden_chunk = h_chunk
+        self._plan.hx_off = hx_off
+        self._plan.hx_stride = hx_stride
+        self._plan.hact_off = hact_off
+        self._plan.hdelta_off = hdelta_off
+        self._plan.hpart_off = hpart_off
+        self._plan.hgrad_off = hgrad_off
+        self._plan.hgrad_stride = hgrad_stride
+        self._plan.hout_off = hout_off
+        cdef int64_t[::1] sv = self._hx_stamps
+        self._plan.hx_stamp = &sv[0]
+        dv = self._hidden_sumsq
+        self._plan.hidden_sumsq = &dv[0]
 
     def train_epoch(self, floating[::1] params not None,
                     floating[::1] velocity not None,
@@ -2032,6 +2340,12 @@ cdef class Engine:
         self._plan.tail_gather = _TUNING["tail_gather"]
         self._gather_slots.fill(-1)   # (at rest: no key matches)
         self._task_marks.fill(-1)
+        self._hx_stamps.fill(-1)      # (no thread holds a chunk of this call)
+        work.next_stamp = 0
+        self._plan.hidden_max_rows = _TUNING["hidden_rows"]
+        self._plan.hidden_grad_rows = _TUNING["hidden_grad_rows"]
+        self._plan.hidden_fwd_rows = _TUNING["hidden_fwd_rows"]
+        self._plan.hidden_asks = _TUNING["hidden_asks"]
         self._plan.crowd_guard = _TUNING["wake_guard"]
         self._plan.small_tail = _TUNING["gather_early"] and L >= 2 and all(
             self.units[i] * self.units[i + 1] < self._plan.split_min_weights
