@@ -315,9 +315,10 @@ cdef struct Plan:
     Py_ssize_t hidden_grad_rows  # W1 rows per gradient product
     Py_ssize_t hidden_fwd_rows   # chunk rows per forward product
     bint hidden_asks             # the gradient products ask for the next rows
-    Py_ssize_t hx_off            # per thread: its own copy of a chunk's
+    Py_ssize_t hx_off            # per thread: its own two copies of a chunk's
     Py_ssize_t hx_stride         #     inputs (chunk, F), hx_stride apart
-    int64_t *hx_stamp            # ... and which chunk each copy holds
+    int64_t *hx_stamp            # ... and which chunk each copy holds (one
+                                 #     cache line per thread)
     Py_ssize_t hact_off          # per block: activations (chunk, width)
     Py_ssize_t hdelta_off        # per block: deltas (chunk, width)
     Py_ssize_t hpart_off         # per block: output partials (chunk, K)
@@ -686,15 +687,18 @@ cdef double update_task(
 cdef const floating *hidden_inputs(const Plan *p, const Work *w, int tid, floating *ws,
                                    Py_ssize_t r0, Py_ssize_t n, int64_t stamp) noexcept nogil:
     """The chunk of rows [r0, r0 + n) of the batch: in place when the batch
-    is contiguous, else this thread's own copy, gathered once per chunk."""
-    cdef Py_ssize_t F = p.units[0]
+    is contiguous, else this thread's own copy, gathered once per chunk.
+    A phase reads two chunks (backward of one, forward of the next, their
+    stamps consecutive): each has a copy of its own, by the stamp's parity,
+    so a thread running several blocks does not gather them in turn."""
+    cdef Py_ssize_t F = p.units[0], copy = 2 * tid + (stamp & 1)
     cdef floating *buf
     if w.rows == NULL:
         return <const floating *> w.X + r0 * F
-    buf = ws + p.hx_off + tid * p.hx_stride
-    if p.hx_stamp[tid] != stamp:
+    buf = ws + p.hx_off + copy * p.hx_stride
+    if p.hx_stamp[8 * tid + (stamp & 1)] != stamp:
         gather_x(p, buf, <const floating *> w.X, w.rows + r0, n, 0, F)
-        p.hx_stamp[tid] = stamp
+        p.hx_stamp[8 * tid + (stamp & 1)] = stamp
     return buf
 
 
@@ -2165,7 +2169,7 @@ cdef class Engine:
             h_chunk = min(rows, _TUNING["hidden_chunk_rows"])
             hx_off = off
             hx_stride = _align(h_chunk * units[0])
-            off += hx_stride * n_threads
+            off += hx_stride * 2 * n_threads
             hact_off = off
             off += _align(h_blocks * h_chunk * h_width)
             hdelta_off = off
@@ -2188,7 +2192,7 @@ cdef class Engine:
         self._task_sumsq = np.zeros(len(self._task_layer), dtype=np.float64)
         self._gather_slots = np.full(len(self._task_layer), -1, dtype=np.int32)
         self._task_marks = np.full(len(self._task_layer), -1, dtype=np.int32)
-        self._hx_stamps = np.full(max(n_threads, 1), -1, dtype=np.int64)
+        self._hx_stamps = np.full(8 * max(n_threads, 1), -1, dtype=np.int64)
         self._hidden_sumsq = np.zeros(max(h_blocks, 1), dtype=np.float64)
         self._ws_rows = rows
         self._ws_threads = n_threads
