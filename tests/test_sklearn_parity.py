@@ -288,7 +288,8 @@ HIDDEN_BLOCK_CASES = [
 def hidden_blocks_on_small_layers():
     from fastsgd import _engine
     saved = _engine.get_tuning()
-    _engine.set_tuning(split_min_weights=64, hidden_width=8, hidden_chunk_rows=48)
+    _engine.set_tuning(split_min_weights=64, hidden_width=8, hidden_chunk_rows=48,
+                       hidden_any_blas=1)
     yield
     _engine.set_tuning(**saved)
 

@@ -83,3 +83,29 @@ def single_threaded_blas():
     finally:
         for lib, n in changed:
             lib.set_num_threads(n)
+
+
+# OpenBLAS architectures whose products of M*N*K <= 1e6 run in kernels that
+# pack nothing, which the engine's hidden-unit blocks are cut for (the only
+# one measured: SkylakeX, also chosen on AMD Zen 4).  Under a BLAS without
+# them the blocks' small products repack their operands every time.
+SMALL_MATRIX_ARCHS = frozenset({"SkylakeX"})
+_small_matrix = None
+
+
+def blas_small_matrix_kernels():
+    """True when every BLAS library loaded is OpenBLAS running kernels with
+    small-matrix paths (SMALL_MATRIX_ARCHS); looked up once per process.
+    ``OPENBLAS_CORETYPE`` decides the architecture where it is set."""
+    global _small_matrix
+    if _small_matrix is None:
+        try:
+            import scipy.linalg.cython_blas  # noqa: F401  (the BLAS the engine calls)
+            from threadpoolctl import threadpool_info
+            libs = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
+            _small_matrix = bool(libs) and all(
+                lib.get("internal_api") == "openblas"
+                and lib.get("architecture") in SMALL_MATRIX_ARCHS for lib in libs)
+        except Exception:   # no threadpoolctl or an unknown BLAS: assume not
+            _small_matrix = False
+    return _small_matrix

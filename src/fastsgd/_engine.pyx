@@ -201,6 +201,12 @@ cdef dict _TUNING = dict(
     hidden_asks=1,           # ... and the gradient products ask for the rows
                              #     gathered next (0: never; float32 B=256
                              #     2 threads 343-347k -> 356-366k rows/s)
+    hidden_any_blas=0,       # ... with any BLAS (0: only with OpenBLAS's
+                             #     small-matrix kernels, fastsgd._threads.
+                             #     blas_small_matrix_kernels: under
+                             #     OPENBLAS_CORETYPE=Haswell the blocks ran
+                             #     float32 B=256 1 thread at 111k rows/s,
+                             #     whole products 184k, the row split 198k)
     wake_guard=1,            # short calls after an idle gap run alone when
                              #     the team would come too late (fsg_wake.h);
                              #     0: always wake the team
@@ -220,7 +226,7 @@ def set_tuning(**knobs):
         least = 0 if key in ("probe_rows", "wake_guard", "gather_early", "gather_ahead",
                             "tail_gather", "ahead_hint", "update_asks", "solo_wait_percent",
                             "master_tail", "taper_one", "reverse_last", "hidden_rows",
-                            "hidden_asks") else 1
+                            "hidden_asks", "hidden_any_blas") else 1
         if int(value) < least:
             raise ValueError(f"tuning knob {key!r} must be >= {least}")
         if key == "ahead_hint" and int(value) > 3:
@@ -328,6 +334,13 @@ cdef struct Plan:
                                  #     targets (chunk, K), weights (chunk),
                                  #     b2's gradient and a scratch (K each)
     double *hidden_sumsq         # per block: sum of squared pre-update weights
+
+
+def _blas_small_matrix_kernels():
+    """Whether the BLAS has the small-matrix kernels the hidden-unit blocks
+    are cut for (looked up once per process, in fastsgd._threads)."""
+    from fastsgd._threads import blas_small_matrix_kernels
+    return blas_small_matrix_kernels()
 
 
 def _slice_rows(dtype):
@@ -2157,7 +2170,8 @@ cdef class Engine:
         hgrad_stride = hout_off = 0
         if (L == 2 and _TUNING["hidden_rows"] > _TUNING["split_rows"]
                 and rows > _TUNING["split_rows"]
-                and units[0] * units[1] >= _TUNING["split_min_weights"]):
+                and units[0] * units[1] >= _TUNING["split_min_weights"]
+                and (_TUNING["hidden_any_blas"] or _blas_small_matrix_kernels())):
             # equal blocks of whole vectors (two threads share evenly)
             h_blocks = -(-units[1] // _TUNING["hidden_width"])
             vec = FSG_VECTOR_BYTES // itemsize
