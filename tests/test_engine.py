@@ -517,8 +517,9 @@ def _wide_fit(n_threads, batch_size, dtype=np.float64, sw=None, **params):
                                                 (1797, True)])
 def test_hidden_unit_blocks_bitwise_identical_for_any_thread_count(tuning, batch_size,
                                                                     shuffle, dtype):
-    # one chunk (65 rows); three chunks of 100 (gathered, or X in place);
-    # the full batch in 15 chunks of 120 rows (the last 117); with any BLAS
+    # one chunk (65 rows); float64 three chunks of 100, float32 two of 150
+    # (gathered, or X in place); the full batch in float64 chunks of 120
+    # rows (the last 117), float32 of 225 (the last 222); with any BLAS
     tuning(wake_guard=0, hidden_any_blas=1)
     _engine.phase_timing(True)
     _engine.phase_times(reset=True)

@@ -58,7 +58,8 @@ CLASSIFIER_CASES = [
                                      shuffle=False)),
     ("wide-batch-45", dict(hidden_layer_sizes=(300, 60), batch_size=45)),
     # one hidden layer of >= 16384 weights, batches over 64 rows: blocks of
-    # hidden units, in chunks of at most 128 rows (300: three of 100)
+    # hidden units, in chunks of at most 128 float64 / 256 float32 rows
+    # (300: three of 100 / two of 150)
     ("wide-batch-100-hidden-blocks", dict(hidden_layer_sizes=(300,), batch_size=100)),
     ("wide-batch-n-hidden-chunks", dict(hidden_layer_sizes=(300,), batch_size=300,
                                         learning_rate_init=0.1)),
@@ -272,7 +273,8 @@ def test_small_batch_paths_on_a_wide_layer_match_sklearn(batch_size, nesterov, d
 
 
 # every output and loss through the hidden-unit blocks: small layers made to
-# take them (blocks of 8 float64 / 16 float32 units of 40, chunks of 34 rows)
+# take them (blocks of 8 float64 / 16 float32 units of 40; chunks of 20
+# float64 / 34 float32 rows)
 HIDDEN_BLOCK_CASES = [
     ("classifier-logistic", "classifier", dict(activation="logistic")),
     ("classifier-tanh-no-nesterov", "classifier", dict(activation="tanh",

@@ -185,12 +185,16 @@ cdef dict _TUNING = dict(
                              #     whole vectors; 784-128-10 float64 1 thread
                              #     B=128, before the small products below:
                              #     32 units 82k rows/s, 64 units 93k)
-    hidden_chunk_rows=128,   # ... and chunks of at most this many rows (float32
-                             #     B=256 1 thread: 256 rows 189k, 128 rows 227k;
-                             #     at 256 the gradient products outgrow the
-                             #     small-matrix kernels, below)
-    hidden_grad_rows=64,     # ... and W1's gradient in products of this many
-                             #     rows, and the forward in products of
+    hidden_chunk_rows=256,   # ... and chunks of at most this many float32
+                             #     rows (float64 half as many, the same bytes;
+                             #     float32 2 threads, against 128 rows: B=256
+                             #     398.4k -> 405.2k rows/s, B=1024 436.6k ->
+                             #     442.5k; 1 thread the same)
+    hidden_grad_rows=32,     # ... and W1's gradient in products of this many
+                             #     rows (32 x 64 x 256 fits the kernels below;
+                             #     at 64 rows, 256-row chunks did not: float32
+                             #     B=256 1 thread 189k against 227k for 128-
+                             #     row chunks), and the forward in products of
     hidden_fwd_rows=16,      #     this many: OpenBLAS's SkylakeX build runs
                              #     products of M*N*K <= 1e6 in kernels that
                              #     pack nothing, and whole-chunk products
@@ -2180,7 +2184,7 @@ cdef class Engine:
             if h_blocks < 2:
                 h_blocks = 0
         if h_blocks > 0:
-            h_chunk = min(rows, _TUNING["hidden_chunk_rows"])
+            h_chunk = min(rows, max(1, _TUNING["hidden_chunk_rows"] * 4 // itemsize))
             hx_off = off
             hx_stride = _align(h_chunk * units[0])
             off += hx_stride * 2 * n_threads
