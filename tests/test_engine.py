@@ -596,3 +596,26 @@ def test_openblas_forced_to_haswell_kernels_has_no_small_matrix_kernels():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, timeout=120, check=True).stdout.strip()
     assert out == "False"
+
+
+@pytest.mark.parametrize("libs, expected", [
+    # scipy's own OpenBLAS decides; another BLAS loaded beside it does not
+    ([("/x/scipy.libs/libscipy_openblas.so", "openblas", "SkylakeX"),
+      ("/x/mkl/lib/libmkl_rt.so", "mkl", None)], True),
+    ([("/x/scipy.libs/libscipy_openblas.so", "openblas", "Haswell"),
+      ("/x/numpy.libs/libscipy_openblas64_.so", "openblas", "SkylakeX")], False),
+    # no library of scipy's own (a system BLAS): every one must qualify
+    ([("/usr/lib/libopenblas.so", "openblas", "SkylakeX")], True),
+    ([("/usr/lib/libopenblas.so", "openblas", "SkylakeX"),
+      ("/usr/lib/libblis.so", "blis", None)], False),
+    ([], False),
+])
+def test_small_matrix_kernels_are_those_of_scipys_blas(monkeypatch, libs, expected):
+    import threadpoolctl
+
+    from fastsgd import _threads
+    info = [dict(user_api="blas", filepath=path, internal_api=api, architecture=arch)
+            for path, api, arch in libs]
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: info)
+    monkeypatch.setattr(_threads, "_small_matrix", None)
+    assert _threads.blas_small_matrix_kernels() is expected

@@ -94,15 +94,21 @@ _small_matrix = None
 
 
 def blas_small_matrix_kernels():
-    """True when every BLAS library loaded is OpenBLAS running kernels with
-    small-matrix paths (SMALL_MATRIX_ARCHS); looked up once per process.
-    ``OPENBLAS_CORETYPE`` decides the architecture where it is set."""
+    """True when the BLAS the engine calls (scipy's) is OpenBLAS running
+    kernels with small-matrix paths (SMALL_MATRIX_ARCHS); looked up once per
+    process.  scipy's own library where it ships one (its wheels), else
+    every BLAS loaded must qualify, so the answer does not hang on what
+    else was imported first.  ``OPENBLAS_CORETYPE`` decides the
+    architecture where it is set."""
     global _small_matrix
     if _small_matrix is None:
         try:
             import scipy.linalg.cython_blas  # noqa: F401  (the BLAS the engine calls)
             from threadpoolctl import threadpool_info
             libs = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
+            scipys = [lib for lib in libs if "scipy" in os.path.basename(
+                os.path.dirname(lib.get("filepath") or ""))]
+            libs = scipys or libs
             _small_matrix = bool(libs) and all(
                 lib.get("internal_api") == "openblas"
                 and lib.get("architecture") in SMALL_MATRIX_ARCHS for lib in libs)
