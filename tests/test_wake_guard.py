@@ -470,3 +470,26 @@ def test_a_long_wait_for_a_teammates_hand_off_counts_as_a_stall(hold_s, stalls):
     waiter.join(timeout=10)
     assert not waiter.is_alive()
     assert seen == [stalls]
+
+
+def test_one_late_arrival_does_not_send_the_next_calls_alone():
+    # the host can hold the helper's vCPU for tens of ms just as a team call
+    # wakes it: that one arrival must not stand for the cost of waking (it
+    # sent the next 64 calls alone, float32 batch-1024 epochs at 1 thread's
+    # speed); two late arrivals in a row are believed
+    try:
+        for arrival in (2_000, 2_000):
+            time.sleep(0.003)   # (an idle gap before each)
+            _engine._record_wake_for_test(arrival)
+        assert _engine.wake_stats()["wake_ns"] == 2_000
+        time.sleep(0.003)
+        _engine._record_wake_for_test(100_000_000)
+        assert _engine.wake_stats()["wake_ns"] == 2_000
+        time.sleep(0.003)
+        _engine._record_wake_for_test(90_000_000)
+        assert _engine.wake_stats()["wake_ns"] == 90_000_000
+        time.sleep(0.003)
+        _engine._record_wake_for_test(3_000)
+        assert _engine.wake_stats()["wake_ns"] == 3_000
+    finally:
+        _engine._set_wake_ns(0)

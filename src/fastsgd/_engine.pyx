@@ -968,6 +968,13 @@ def _set_wake_ns(int64_t value):
     fsg_wake.wake_ns = value
 
 
+def _record_wake_for_test(int64_t arrival_ns):
+    """Tests: record a team region that starts now, after an idle gap, and
+    whose last thread arrived arrival_ns late."""
+    cdef int64_t start = fsg_now_ns()
+    fsg_wake_team_done(start, start + arrival_ns)
+
+
 cdef double _predict_unit_ns = 0.0   # predict: one thread's ns per row per parameter
 cdef double _check_value_ns = 0.0     # all_finite_rows: one thread's ns per value
 cdef double _train_unit_ns = 0.0      # train_epoch, any engine: ns per row per parameter
