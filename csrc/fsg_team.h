@@ -53,6 +53,11 @@
  * x86, about 105 us on AMD Zen 4 (26 ns per pause, measured 2026-12-04) */
 #define FSG_SPIN_LIMIT 4000
 
+/* times a waiting thread gave up spinning and blocked (diagnostics: a
+ * teammate that sleeps between phases pays a wake-up at the next one) */
+static int64_t fsg_team_worker_sleeps = 0;
+static int64_t fsg_team_master_sleeps = 0;
+
 typedef struct {
     uint64_t claim;         /* phase:16 | front:24 | back:24 */
     int32_t done;           /* items of the current phase finished */
@@ -143,6 +148,7 @@ static inline void fsg_team_wait(fsg_team *t, int64_t n) {
             FSG_CPU_RELAX();
             continue;
         }
+        __atomic_add_fetch(&fsg_team_master_sleeps, 1, __ATOMIC_RELAXED);
         __atomic_store_n(&t->master_asleep, 1, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&t->done, __ATOMIC_SEQ_CST) == done) fsg_futex_wait(&t->done, done);
         __atomic_store_n(&t->master_asleep, 0, __ATOMIC_SEQ_CST);
@@ -161,6 +167,7 @@ static inline int fsg_team_wait_work(fsg_team *t) {
             FSG_CPU_RELAX();
             continue;
         }
+        __atomic_add_fetch(&fsg_team_worker_sleeps, 1, __ATOMIC_RELAXED);
         __atomic_fetch_add(&t->workers_asleep, 1, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&t->seq, __ATOMIC_SEQ_CST) == seq) fsg_futex_wait(&t->seq, seq);
         __atomic_fetch_sub(&t->workers_asleep, 1, __ATOMIC_SEQ_CST);

@@ -297,6 +297,25 @@ def test_each_round_of_a_group_reads_the_distance_between_cores(monkeypatch):
     assert watch["round_trip_ns"] == []
 
 
+def test_a_group_keeps_what_the_engine_did(monkeypatch):
+    # a 2-thread group at 1-thread speed with no crowd sign must be
+    # explainable afterwards: the group's record holds the engine counters'
+    # change over its timed rounds
+    import numpy as np
+    from fastsgd._bench import _timing
+    from fastsgd._bench._runners import FastsgdRunner
+
+    monkeypatch.setattr(_timing, "settle", lambda: None)
+    X = np.random.RandomState(0).standard_normal((600, 20))
+    y = np.arange(600) % 3
+    fw, _, watch = _timing.run_group([FastsgdRunner((16,), 1e-4, 0)], X, y, 50, 0.01, 1, 1, 2,
+                                     warmup=False)
+    engine = watch["engine"]
+    assert engine["batches"] == 2 * 12 and engine["solo_batches"] == 2 * 12
+    assert engine["helper_items"] == 0 and engine["helper_share"] == 0.0
+    assert {"worker_sleeps", "wake_solo_calls", "stalls", "solo_stretches"} <= set(engine)
+
+
 def test_fit_spread_is_the_median_frameworks_and_no_single_one_decides():
     from fastsgd._bench._crowding import fit_spread
     # the 23:24 UTC float32 batch-256 group, 2 threads: every framework spread
@@ -480,3 +499,28 @@ def test_a_thread_working_outside_the_gil_is_seen_running():
         stop.set()
         worker.join()
     assert max(seen) >= 1, seen
+
+
+def test_a_group_whose_helper_did_little_says_so():
+    from fastsgd._bench import _speed
+
+    def group(engine):
+        fw = {"fastsgd": {"rows_per_s": 2e5, "seconds_all": [0.1], "loss_finite": True},
+              "scikit-learn": {"rows_per_s": 1e5, "seconds_all": [0.2], "loss_finite": True}}
+        attempt = {"crowded": False, "matmul_gflops": 100.0, "calm_gflops": 100.0,
+                   "crowded_periods": 0, "others_cores": 0.0, "frameworks": fw,
+                   "probed": [100.0], "engine": engine}
+        return {"bs": 256, "n": 1024, "batch": 256, "epochs": 1, "lr": 0.01,
+                "attempts": [attempt]}
+
+    def notes(engine, threads=2):
+        row = _speed._group_row(group(engine), "float32", threads, 1000)
+        assert row["engine"] == engine
+        return [n for n in row["notes"] if "helper threads" in n]
+
+    even = {"batches": 40, "solo_batches": 0, "helper_share": 0.49}
+    assert notes(even) == []
+    assert notes({"batches": 40, "solo_batches": 0, "helper_share": 0.0}) == [
+        "fastsgd ran 0% of its batches alone, and its helper threads 0% of the team's items"]
+    assert len(notes({"batches": 40, "solo_batches": 20, "helper_share": 0.5})) == 1
+    assert notes({"batches": 40, "solo_batches": 40, "helper_share": None}, threads=1) == []

@@ -498,6 +498,25 @@ def test_stretches_without_a_slow_teammate_are_counted(tuning):
     np.testing.assert_array_equal(alone_by_waits, team)
 
 
+def test_team_counts_say_who_ran_the_items(tuning):
+    # the bench keeps these per group: a 2-thread fit whose helper ran no
+    # item ran at 1-thread speed, whatever else it looked like
+    tuning(wake_guard=0, probe_rows=0, parallel_min_work=1,   # (and the crowd guard)
+           solo_wait_percent=10**6)
+    X = np.random.RandomState(7).standard_normal((3000, 256))
+    order = np.random.RandomState(8).permutation(3000).astype(np.int64)
+    before = _engine.team_counts()
+    _check_x_epoch(X, order, 100, 2, check_x=False)
+    team = {k: v - before[k] for k, v in _engine.team_counts().items()}
+    assert team["batches"] == 30 and team["solo_batches"] == 0
+    assert team["master_items"] > 0 and team["helper_items"] > 0
+    before = _engine.team_counts()
+    _check_x_epoch(X, order, 100, 1, check_x=False)
+    alone = {k: v - before[k] for k, v in _engine.team_counts().items()}
+    assert alone["batches"] == alone["solo_batches"] == 30
+    assert alone["helper_items"] == 0 and alone["worker_sleeps"] == 0
+
+
 def _wide_fit(n_threads, batch_size, dtype=np.float64, sw=None, **params):
     """Digits on one hidden layer of 300 units: 64 x 300 weights take the
     hidden-unit blocks at batches over split_rows (five blocks of 64 units,

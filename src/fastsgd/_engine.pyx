@@ -913,6 +913,8 @@ cdef extern from "fsg_team.h" nogil:
     void fsg_store_relaxed(int32_t *x, int32_t v) noexcept
     int32_t fsg_load_relaxed(int32_t *x) noexcept
     void fsg_count_add(int64_t *counter, int64_t v) noexcept
+    int64_t fsg_team_worker_sleeps
+    int64_t fsg_team_master_sleeps
 
 # ---- waking the team for short work (csrc/fsg_wake.h has the why) ------------
 cdef extern from "fsg_wake.h" nogil:
@@ -1294,6 +1296,27 @@ cdef inline void gather_columns(const Plan *p, const Work *w, Py_ssize_t t,
 
 cdef int64_t _tail_gathered = 0   # blocks gather_tail has gathered (diagnostics)
 
+# What the team did (diagnostics, always on: one add per thread per phase).
+# Items run by the master [0] and by the helpers [8] while the team worked
+# together, each count on a cache line of its own; batches run, and of
+# those run by the master alone.  A 2-thread fit whose helpers ran no item
+# ran at 1-thread speed, whatever the crowd counters say.
+cdef int64_t _team_items[16]
+cdef int64_t _batches_run = 0
+cdef int64_t _solo_batches_run = 0
+
+
+def team_counts():
+    """Since the process started: items of team phases run by the master
+    and by the helpers, batches trained and of those run alone, and how
+    often a waiting helper or master stopped spinning and blocked in the
+    kernel (fsg_team.h) (diagnostics; the bench records their change over
+    each group)."""
+    return dict(master_items=int(_team_items[0]), helper_items=int(_team_items[8]),
+                batches=int(_batches_run), solo_batches=int(_solo_batches_run),
+                worker_sleeps=int(fsg_team_worker_sleeps),
+                master_sleeps=int(fsg_team_master_sleeps))
+
 
 def tail_gather_count():
     """Column blocks gathered by idle threads at the end of phase 2 since
@@ -1342,12 +1365,13 @@ cdef void run_items(const Plan *p, const Work *w, fsg_team *team, int tid, float
                     floating *params, floating *velocity) noexcept nogil:
     """Claim and run items of the current phase until none is left (the
     master claims from the front, the others from the back)."""
-    cdef int64_t item
+    cdef int64_t item, n_run = 0
     cdef double t0
     while True:
         item = fsg_team_claim(team, tid != 0)
         if item < 0:
-            return
+            break
+        n_run += 1
         if _timing:
             t0 = now_ns()
             run_item(p, w, item, tid, ws, params, velocity)
@@ -1355,6 +1379,8 @@ cdef void run_items(const Plan *p, const Work *w, fsg_team *team, int tid, float
         else:
             run_item(p, w, item, tid, ws, params, velocity)
         fsg_team_item_done(team)
+    if n_run:
+        fsg_count_add(&_team_items[8 if tid else 0], n_run)
 
 
 cdef void serve(const Plan *p, const Work *w, fsg_team *team, int tid, floating *ws,
@@ -1706,7 +1732,7 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
     cdef double t, t_check = 0.0
     cdef int64_t cpu_wait = 0, now_wait
     cdef int64_t slot_stalls = fsg_slot_stall_count()
-    global _stalls, _last_stall_ns
+    global _stalls, _last_stall_ns, _batches_run, _solo_batches_run
     w.solo = False
     w.stalled = False
     w.work_ns = 0.0
@@ -1761,6 +1787,8 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
             if m == 0.0:
                 return STATUS_ZERO_WEIGHT_BATCH
         loss = train_batch(p, w, team, ws, params, velocity, m)
+        _batches_run += 1
+        _solo_batches_run += w.solo or p.n_threads == 1
         if fsg_slot_stall_count() != slot_stalls:
             # a thread waited long for a gather another was doing (fsg_team.h)
             slot_stalls = fsg_slot_stall_count()

@@ -280,3 +280,28 @@ def crowded_periods():
     stats = _engine.crowd_stats()
     return (stats["episodes"] + stats["start_looks"] - stats["blips"]
             + stats["solo_stretches"])
+
+
+def engine_counters():
+    """fastsgd's engine counters now (see engine_change)."""
+    from fastsgd import _engine
+    wake = _engine.wake_stats()
+    crowd = _engine.crowd_stats()
+    counts = _engine.team_counts()
+    counts.update(wake_solo_calls=wake["solo_calls"], wake_team_calls=wake["team_calls"],
+                  stalls=crowd["stalls"], solo_stretches=crowd["solo_stretches"])
+    return counts
+
+
+def engine_change(before, after):
+    """What fastsgd's engine did between two engine_counters(): items of
+    team phases its master and its helpers ran (a 2-thread fit whose helper
+    ran none ran at 1-thread speed), batches trained and run alone, waits
+    that blocked in the kernel, calls the wake guard ran alone or with the
+    team (fsg_wake.h), slot stalls and adapt_team's solo stretches.  The
+    record a group keeps, so that a group at 1-thread speed with no crowd
+    sign can be told apart afterwards."""
+    change = {k: after[k] - before[k] for k in after}
+    items = change["master_items"] + change["helper_items"]
+    change["helper_share"] = change["helper_items"] / items if items else None
+    return change

@@ -175,7 +175,7 @@ def _run_section(args, runners, X_all, y, dtype, threads, fpr, run, result):
                 "crowded_periods": crowded, "others_cores": others, "fit_spread": spread,
                 "peer_gains": gains, "peers_slowed": slowed,
                 "round_trip_ns": trips, "nearest_ns": run.nearest_ns, "cores_far": far,
-                "frameworks": fw, "probed": probed}
+                "engine": watch["engine"], "frameworks": fw, "probed": probed}
 
     groups = []
     for bs in args.batch_sizes:
@@ -244,7 +244,7 @@ def _group_row(group, dtype, threads, fpr):
     others = [{"matmul_gflops": a["matmul_gflops"], "calm_gflops": a["calm_gflops"],
                "crowded_periods": a["crowded_periods"], "others_cores": a.get("others_cores"),
                "fit_spread": a.get("fit_spread"), "peer_gains": a.get("peer_gains"),
-               "round_trip_ns": a.get("round_trip_ns"),
+               "round_trip_ns": a.get("round_trip_ns"), "engine": a.get("engine"),
                "rows_per_s": {k: v.get("rows_per_s") for k, v in a["frameworks"].items()}}
               for a in attempts if a is not kept]
     limit = gflops * 1e9 / fpr
@@ -273,6 +273,13 @@ def _group_row(group, dtype, threads, fpr):
     elif kept["crowded"]:
         notes.append(f"the machine was crowded (other processes used {others_used:.2f} "
                      "cores on average)")
+    engine = kept.get("engine") or {}
+    if threads > 1 and engine.get("batches"):
+        alone = engine["solo_batches"] / engine["batches"]
+        share = engine.get("helper_share")
+        if alone > ENGINE_ALONE_NOTE or (share is not None and share < ENGINE_HELPER_NOTE):
+            notes.append(f"fastsgd ran {alone:.0%} of its batches alone, and its helper "
+                         f"threads {share or 0:.0%} of the team's items")
     if others:
         notes.append(f"measured {len(attempts)} times (the machine was crowded); this is "
                      "the calmest (the other frameworks and the probes fastest)")
@@ -287,8 +294,16 @@ def _group_row(group, dtype, threads, fpr):
             "ratio_vs_torch": ratio(f_rate, fw.get("torch", {}).get("rows_per_s")),
             "crowded_periods": crowded, "others_cores": others_used,
             "fit_spread": kept.get("fit_spread"), "peer_gains": kept.get("peer_gains"),
-            "round_trip_ns": kept.get("round_trip_ns"), "crowded": kept["crowded"],
+            "round_trip_ns": kept.get("round_trip_ns"), "engine": kept.get("engine"),
+            "crowded": kept["crowded"],
             "other_attempts": others, "notes": notes}
+
+
+# a 2-thread group notes fastsgd's engine record (engine_change) when it ran
+# more than this share of its batches alone, or its helpers less than this
+# share of the team's items (two threads sharing evenly: about a half)
+ENGINE_ALONE_NOTE = 0.2
+ENGINE_HELPER_NOTE = 0.3
 
 
 def _thread_speedup(results):

@@ -8,7 +8,8 @@ import statistics
 import time
 import warnings
 
-from ._crowding import cpu_snapshot, crowded_periods, others_cores, settle
+from ._crowding import (cpu_snapshot, crowded_periods, engine_change, engine_counters,
+                        others_cores, settle)
 
 
 def freeze_imports():
@@ -52,8 +53,9 @@ def run_group(runners, X, y, batch_size, lr, epochs, threads, repeats, warmup=Tr
     fastsgd, ...).  Returns ({framework: result dict}, probe GFLOP/s list,
     what was seen of crowding during the timed rounds: the periods fastsgd's
     engine began, the cores other processes used on average (see
-    cpu_snapshot), and each round's cache-line round trip in ns between two
-    threads (`distance`, see fastsgd._distance))."""
+    cpu_snapshot), each round's cache-line round trip in ns between two
+    threads (`distance`, see fastsgd._distance)), and what fastsgd's engine
+    did (engine_change))."""
     n = X.shape[0]
     if warmup:
         m = min(n, max(2 * batch_size, 64))
@@ -67,6 +69,7 @@ def run_group(runners, X, y, batch_size, lr, epochs, threads, repeats, warmup=Tr
         gc.freeze()
     # (a warm-up fit right after the last group may meet its spinning threads)
     crowded_before, cpu_before = crowded_periods(), cpu_snapshot()
+    engine_before = engine_counters()
     times = {r.name: [] for r in runners}
     last, errors, probed, trips = {}, {}, [], []
     for _ in range(repeats):
@@ -90,7 +93,8 @@ def run_group(runners, X, y, batch_size, lr, epochs, threads, repeats, warmup=Tr
     # come to -1: the group itself saw nothing; 23:59 UTC run, batch 32)
     watch = {"crowded_periods": max(0, crowded_periods() - crowded_before),
              "others_cores": others_cores(cpu_before, cpu_snapshot()),
-             "round_trip_ns": trips}
+             "round_trip_ns": trips,
+             "engine": engine_change(engine_before, engine_counters())}
     out = {}
     for r in runners:
         res = {"seconds_all": times[r.name], "epochs": epochs,
