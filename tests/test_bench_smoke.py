@@ -389,15 +389,23 @@ def test_a_busy_process_beside_the_bench_is_seen():
     assert used > 0.3, used   # (about one core; the python start-up included)
 
 
+def test_the_shortest_crowded_groups_are_retried_within_the_seconds():
+    from fastsgd._bench._crowding import retries_that_fit
+    assert retries_that_fit([8.0, 3.0, 4.0, 2.5], 10.0) == [3, 1, 2]
+    assert retries_that_fit([8.0, 3.0], 2.0) == []
+    assert retries_that_fit([8.0, 3.0], 11.0) == [1, 0]
+    assert retries_that_fit([], 16.0) == []
+
+
 def test_crowded_groups_are_measured_again_within_the_budget(tmp_path, monkeypatch, capsys):
     # every group looks crowded: at the end of the section each is measured
-    # again, --crowded-retries rounds, until the section's budget is spent
+    # again, --crowded-retries rounds, while the section's seconds last
     # (each section has its own: the second is not left without); the rows
     # say so and keep the others
     from fastsgd._bench import _crowding
     from fastsgd._bench import main as _bench_main
     monkeypatch.setattr(_crowding, "CROWDED_PROBE_SHARE", 1e9)
-    monkeypatch.setattr(_crowding, "CROWDED_RETRY_BUDGET", 3)
+    monkeypatch.setattr(_crowding, "CROWDED_RETRY_SECONDS", 1e9)
     out_dir = tmp_path / "results"
     argv = ["--batch-sizes", "64,full", "--dtypes", "float32,float64", "--threads", "1",
             "--rows", "256", "--epochs", "1", "--repeats", "1", "--matmul-size", "256",
@@ -408,7 +416,8 @@ def test_crowded_groups_are_measured_again_within_the_budget(tmp_path, monkeypat
     assert result["config"]["crowded_retries"] == 2
     assert [r["dtype"] for r in result["results"]] == ["float32"] * 2 + ["float64"] * 2
     for first, second in (result["results"][:2], result["results"][2:]):
-        assert len(first["other_attempts"]) == 2 and len(second["other_attempts"]) == 1
+        assert len(first["other_attempts"]) == 2 and len(second["other_attempts"]) == 2
+        assert all(a["seconds"] > 0 for a in first["other_attempts"])
     for row in result["results"]:
         assert row["crowded"]
         assert any("this is the calmest" in note for note in row["notes"])
@@ -426,6 +435,12 @@ def test_crowded_groups_are_measured_again_within_the_budget(tmp_path, monkeypat
     assert out.count("(crowded: measured again at the end of this section)") == 4
     assert out.count("float32, 1 thread: the crowded groups again") == 2
     assert out.count("float64, 1 thread: the crowded groups again") == 2
+    # no seconds left: no group is measured again
+    monkeypatch.setattr(_crowding, "CROWDED_RETRY_SECONDS", 0.0)
+    _bench_main(argv)
+    result = json.loads((out_dir / "bench.json").read_text())
+    assert all(r["crowded"] and not r["other_attempts"] for r in result["results"])
+    assert "the crowded groups again" not in capsys.readouterr().out
 
 
 def test_a_blip_of_a_look_before_the_group_does_not_count_below_zero(monkeypatch):

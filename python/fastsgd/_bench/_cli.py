@@ -4,7 +4,7 @@
 import argparse
 
 from ._case import HIDDEN, SEED, STREAM_CHUNK, STREAM_ROWS
-from ._crowding import CROWDED_PROBE_SHARE, CROWDED_RETRY_BUDGET
+from ._crowding import CROWDED_PROBE_SHARE, CROWDED_RETRY_SECONDS
 from ._memory import MEMORY_ROWS, memory_worker, run_memory
 from ._speed import run_speed
 
@@ -68,8 +68,9 @@ def build_parser():
                         "threads the other frameworks ran as if a core was gone); the "
                         "attempt in which the other frameworks and the probes ran fastest "
                         "is reported (fewer crowd signals breaking near-ties), the others "
-                        f"are kept in the JSON; at most {CROWDED_RETRY_BUDGET} a section of "
-                        "one dtype and thread count (default 1, --quick 0)")
+                        "are kept in the JSON; the shortest groups first, within "
+                        f"{CROWDED_RETRY_SECONDS:.0f} s a section of one dtype and thread "
+                        "count (default 1, --quick 0)")
     p.add_argument("--hidden", type=_parse_hidden,
                    help="hidden layer sizes, comma list (default 128)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")

@@ -29,8 +29,8 @@ SETTLE_LOOK_SECONDS = 0.005
 # calm rate for its dtype and threads (or during which fastsgd's team saw
 # its cores crowded) is measured again at the end of its section (a
 # neighbour often stays for a minute), up to --crowded-retries times and
-# CROWDED_RETRY_BUDGET times a section (dtype x threads); the calmest attempt
-# is reported (calmest_attempt)
+# within CROWDED_RETRY_SECONDS a section (dtype x threads; retries_that_fit);
+# the calmest attempt is reported (calmest_attempt)
 CROWDED_PROBE_SHARE = 0.8
 # ... or during which other processes (and the host, stealing vCPU time)
 # used more than this many cores beyond those the group leaves free (a
@@ -75,8 +75,12 @@ CROWDED_PEER_GAIN = 1.15
 PEER_GAIN_MIN_BATCH = 128
 # (A budget of 8 a run went to the first sections: at 23:52 UTC the 1-thread
 # float32 section took 5 retries and the 2-thread float64 one, the last,
-# none for three crowded groups.)
-CROWDED_RETRY_BUDGET = 3
+# none for three crowded groups.  Then 3 groups a section, in batch order:
+# batches 1, 8 and 32 took them, and crowded 2-thread groups at batch
+# 128-1024 went unretried in six runs of 2026-12-05.  So a section has
+# seconds of groups' wall time, and the shortest groups go first: about the
+# time three groups took, spent on more of them.)
+CROWDED_RETRY_SECONDS = 16.0
 # Of a group's attempts the one kept is where everything fastsgd does not
 # control ran fastest: the other frameworks and the matrix-product probes
 # (geometric mean of each one's rate against its best attempt).  Attempts
@@ -150,6 +154,19 @@ def settle():
         if quiet >= 2:
             return
         time.sleep(SETTLE_LOOK_SECONDS)
+
+
+def retries_that_fit(seconds, budget):
+    """Which crowded groups to measure again: the indices of `seconds` (each
+    group's last attempt, in wall seconds), shortest first, while their sum
+    stays within `budget`."""
+    chosen = []
+    for i in sorted(range(len(seconds)), key=lambda i: seconds[i]):
+        if seconds[i] > budget:
+            break
+        budget -= seconds[i]
+        chosen.append(i)
+    return chosen
 
 
 def calm_gflops(calm, dtype, threads, physical_cores=None):

@@ -122,14 +122,14 @@ def _new_result(args, machine, warning, names, units, fpr):
 class _RunState:
     """What the speed run learns as it goes: the calm matrix-product rate of
     each (dtype, threads), the machine's cores, the current section's
-    retries left."""
+    retry seconds left."""
 
     def __init__(self):
         from fastsgd._threads import _usable_cpus
         self.calm = {}   # (dtype, threads) -> best probe median seen
         self.physical_cores = usable_physical_cores()
         self.usable_cpus = _usable_cpus()   # (a group of k threads leaves the rest free)
-        self.retries_left = _crowding.CROWDED_RETRY_BUDGET
+        self.retry_seconds_left = _crowding.CROWDED_RETRY_SECONDS
         self.nearest_ns = None   # the shortest cache-line round trip seen
 
 
@@ -138,7 +138,7 @@ def _run_section(args, runners, X_all, y, dtype, threads, fpr, run, result):
     size's group, then the crowded groups again; adds rows and the probe's
     record to `result`."""
     names = [r.name for r in runners]
-    run.retries_left = _crowding.CROWDED_RETRY_BUDGET   # (each section its own)
+    run.retry_seconds_left = _crowding.CROWDED_RETRY_SECONDS   # (each section its own)
     probe = MatmulProbe(dtype, args.matmul_size)
     distance = _distance_probe() if threads > 1 else None
     mm = {"dtype": dtype, "threads": threads, "size": args.matmul_size,
@@ -153,6 +153,7 @@ def _run_section(args, runners, X_all, y, dtype, threads, fpr, run, result):
     def attempt(group):
         """Measure a group once; returns the attempt (and notes the run's
         calm rate)."""
+        start = time.perf_counter()
         fw, probed, watch = run_group(runners, group["X"], group["y"], group["batch"],
                                       group["lr"], group["epochs"], threads, args.repeats,
                                       probe=probe, distance=distance)
@@ -175,7 +176,8 @@ def _run_section(args, runners, X_all, y, dtype, threads, fpr, run, result):
                 "crowded_periods": crowded, "others_cores": others, "fit_spread": spread,
                 "peer_gains": gains, "peers_slowed": slowed,
                 "round_trip_ns": trips, "nearest_ns": run.nearest_ns, "cores_far": far,
-                "engine": watch["engine"], "frameworks": fw, "probed": probed}
+                "engine": watch["engine"], "frameworks": fw, "probed": probed,
+                "seconds": time.perf_counter() - start}
 
     groups = []
     for bs in args.batch_sizes:
@@ -196,13 +198,15 @@ def _run_section(args, runners, X_all, y, dtype, threads, fpr, run, result):
     # crowded groups again, once the neighbour has perhaps left
     for _ in range(args.crowded_retries):
         again = [g for g in groups if g["row"]["crowded"]]
-        if not again or run.retries_left == 0:
+        again = [again[i] for i in _crowding.retries_that_fit(
+            [g["attempts"][-1]["seconds"] for g in again], run.retry_seconds_left)]
+        if not again:
             break
         print(f"--- {dtype}, {threads} thread{'s' if threads > 1 else ''}: "
               "the crowded groups again", flush=True)
-        for group in again[:run.retries_left]:
-            run.retries_left -= 1
+        for group in again:
             group["attempts"].append(attempt(group))
+            run.retry_seconds_left -= group["attempts"][-1]["seconds"]
             row = _group_row(group, dtype, threads, fpr)
             result["results"][result["results"].index(group["row"])] = row
             group["row"] = row
@@ -245,6 +249,7 @@ def _group_row(group, dtype, threads, fpr):
                "crowded_periods": a["crowded_periods"], "others_cores": a.get("others_cores"),
                "fit_spread": a.get("fit_spread"), "peer_gains": a.get("peer_gains"),
                "round_trip_ns": a.get("round_trip_ns"), "engine": a.get("engine"),
+               "seconds": a.get("seconds"),
                "rows_per_s": {k: v.get("rows_per_s") for k, v in a["frameworks"].items()}}
               for a in attempts if a is not kept]
     limit = gflops * 1e9 / fpr
@@ -295,6 +300,7 @@ def _group_row(group, dtype, threads, fpr):
             "crowded_periods": crowded, "others_cores": others_used,
             "fit_spread": kept.get("fit_spread"), "peer_gains": kept.get("peer_gains"),
             "round_trip_ns": kept.get("round_trip_ns"), "engine": kept.get("engine"),
+            "seconds": kept.get("seconds"),
             "crowded": kept["crowded"],
             "other_attempts": others, "notes": notes}
 
