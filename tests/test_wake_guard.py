@@ -289,6 +289,23 @@ def two_cpus():
     threads._cpus_seen = None
 
 
+def test_a_helpers_wait_begins_a_period_only_when_the_crowd_is_seen(no_crowding, two_cpus):
+    # a helper woken on an idle vCPU waits while the host brings the vCPU
+    # back, and the guest counts that as waiting for a CPU: no crowd unless
+    # the runnable count shows one (the master's own wait still decides)
+    ms = 1_000_000
+    t = 10**15
+    policy = _engine._crowd_policy
+    _engine._set_runnable_override(2)   # the team itself, on 2 cpus
+    assert policy("helper_record", t, 20 * ms, 8 * ms) is False
+    assert not policy("crowded", t) and _engine.crowd_stats()["episodes"] == 0
+    assert policy("record", t + 30 * ms, 20 * ms, 8 * ms) is True   # the master's
+    _engine.forget_crowding()
+    _engine._set_runnable_override(3)   # a neighbour beside the team
+    assert policy("helper_record", t, 20 * ms, 8 * ms) is True
+    assert policy("crowded", t + ms) and _engine.crowd_stats()["unseen"] == 0
+
+
 def test_a_crowded_period_ends_after_three_looks_in_a_row_find_room(no_crowding, two_cpus):
     ms = 1_000_000
     t = 10**15
@@ -328,6 +345,14 @@ def test_a_crowded_period_ends_after_three_looks_in_a_row_find_room(no_crowding,
     _engine._crowd_policy("begin", t + 40 * ms)   # back within twice 25 ms
     assert _engine.crowd_stats()["backoff_ms"] == 50.0
     assert _engine._crowd_policy("crowded", t + 89 * ms)
+    # ... up to 100 ms (the guest cannot see such a crowd leave, and a
+    # period lasting seconds ran whole 2-thread groups alone)
+    _engine._crowd_policy("begin", t + 100 * ms)
+    assert _engine.crowd_stats()["backoff_ms"] == 100.0
+    _engine._crowd_policy("begin", t + 250 * ms)
+    assert _engine.crowd_stats()["backoff_ms"] == 100.0
+    assert _engine.crowd_stats()["unseen"] == 4
+    assert not _engine._crowd_policy("crowded", t + 351 * ms)
     # a crowd the count shows, after a quiet stretch, gets 250 ms
     _engine._set_runnable_override(3)
     _engine._crowd_policy("begin", t + 2000 * ms)

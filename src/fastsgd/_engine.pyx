@@ -940,6 +940,7 @@ cdef extern from "fsg_wake.h" nogil:
         int64_t looks
         int64_t started
         int64_t blips
+        int64_t unseen
     fsg_crowd_state fsg_crowd
     int fsg_runnable_override
     int fsg_usable_cpus
@@ -950,7 +951,8 @@ cdef extern from "fsg_wake.h" nogil:
     int64_t fsg_cpu_wait_ns() noexcept
     int fsg_crowded(int64_t now) noexcept
     void fsg_crowd_begin(int64_t now) noexcept
-    int fsg_crowd_record(int64_t team_ns, int64_t wait_ns, int64_t now) noexcept
+    int fsg_crowd_record(int64_t team_ns, int64_t wait_ns, int64_t now,
+                         int seen_only) noexcept
     int64_t fsg_now_ns() noexcept
     int fsg_wake_worth(int64_t now, int64_t solo_ns, int n_threads) noexcept
     void fsg_wake_arrived(int64_t *latest) noexcept
@@ -1632,7 +1634,8 @@ def crowd_stats():
     a helper thread's wait began; periods ended early by looks that found
     room for the team, periods begun by a look as a call started, and of
     those the `blips` that the first look ended (a moment's runnable
-    thread, not a crowd); and the `solo_stretches` large batches ran
+    thread, not a crowd); the `unseen` periods begun with no crowd in the
+    runnable count (the host taking a vCPU); and the `solo_stretches` large batches ran
     without the team because the master waited too long for it
     (adapt_team) (diagnostics)."""
     return dict(episodes=fsg_crowd.episodes, crowded_now=bool(fsg_crowded(fsg_now_ns())),
@@ -1641,14 +1644,14 @@ def crowd_stats():
                 verdict_wait_ms=fsg_crowd.verdict_wait_ns / 1e6,
                 helper_verdicts=_helper_verdicts, early_ends=fsg_crowd.early_ends,
                 start_looks=fsg_crowd.start_looks, blips=fsg_crowd.blips,
-                solo_stretches=_solo_stretches)
+                unseen=fsg_crowd.unseen, solo_stretches=_solo_stretches)
 
 
 def forget_crowding():
     """End any crowded period and forget the back-off (tests)."""
     fsg_crowd.until_ns = fsg_crowd.backoff_ns = 0
     fsg_crowd.window_ns = fsg_crowd.window_wait_ns = 0
-    fsg_crowd.episodes = 0
+    fsg_crowd.episodes = fsg_crowd.unseen = 0
     fsg_crowd.verdict_window_ns = fsg_crowd.verdict_wait_ns = 0
     fsg_crowd.next_poll_ns = fsg_crowd.free_polls = fsg_crowd.early_ends = 0
     fsg_crowd.free_needed = 0
@@ -1664,15 +1667,16 @@ def _crowd_policy(str what, int64_t now, int64_t team_ns=0, int64_t wait_ns=0,
                   int runnable=0, int n_threads=2, int n_cpus=2):
     """The crowding policy of fsg_wake.h on a made-up clock, for its tests:
     'record' team time and the master's wait for a CPU in it (True when that
-    begins a crowded period), 'begin' a period, 'look' at `runnable` threads
+    begins a crowded period), or a helper's ('helper_record': only while
+    the runnable count shows a crowd), 'begin' a period, 'look' at `runnable` threads
     in the system for a team of n_threads on n_cpus (True when that ends the
     period), look as a team call of n_threads 'start's (True when that
     begins a period; the runnable count is the engine's, see
     _set_runnable_override), 'poll' as a caller alone does (a look with the
     engine's count, when one is due; True when it ends the period), or ask
     whether it is 'crowded'."""
-    if what == "record":
-        return bool(fsg_crowd_record(team_ns, wait_ns, now))
+    if what in ("record", "helper_record"):
+        return bool(fsg_crowd_record(team_ns, wait_ns, now, what == "helper_record"))
     if what == "look":
         return bool(fsg_crowd_look(now, runnable, n_threads, n_cpus))
     if what == "start":
@@ -1816,7 +1820,7 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
                 now_wait = fsg_cpu_wait_ns()
                 if not w.solo and now_wait >= 0 and cpu_wait >= 0:
                     fsg_crowd_record(<int64_t> (t - t_check), now_wait - cpu_wait,
-                                     <int64_t> t)
+                                     <int64_t> t, 0)
                 t_check, cpu_wait = t, now_wait
             if fsg_crowded(<int64_t> t):
                 w.solo = crowd_solo = True
@@ -2491,7 +2495,7 @@ cdef class Engine:
                     if plan.crowd_guard and helper_wait0 >= 0:
                         helper_t1 = fsg_now_ns()
                         if fsg_crowd_record(helper_t1 - helper_t0,
-                                            fsg_cpu_wait_ns() - helper_wait0, helper_t1):
+                                            fsg_cpu_wait_ns() - helper_wait0, helper_t1, 1):
                             note_helper_verdict()
             fsg_wake_team_done(t_start, latest[0])
         # one thread's time per row, at most (a team's wall time x its size)

@@ -306,7 +306,11 @@ def engine_counters():
     crowd = _engine.crowd_stats()
     counts = _engine.team_counts()
     counts.update(wake_solo_calls=wake["solo_calls"], wake_team_calls=wake["team_calls"],
-                  stalls=crowd["stalls"], solo_stretches=crowd["solo_stretches"])
+                  stalls=crowd["stalls"], solo_stretches=crowd["solo_stretches"],
+                  crowd_episodes=crowd["episodes"], start_looks=crowd["start_looks"],
+                  blips=crowd["blips"], helper_verdicts=crowd["helper_verdicts"],
+                  early_ends=crowd["early_ends"], unseen_episodes=crowd["unseen"],
+                  crowded_now=crowd["crowded_now"], backoff_ms=crowd["backoff_ms"])
     return counts
 
 
@@ -315,10 +319,14 @@ def engine_change(before, after):
     team phases its master and its helpers ran (a 2-thread fit whose helper
     ran none ran at 1-thread speed), batches trained and run alone, waits
     that blocked in the kernel, calls the wake guard ran alone or with the
-    team (fsg_wake.h), slot stalls and adapt_team's solo stretches.  The
-    record a group keeps, so that a group at 1-thread speed with no crowd
-    sign can be told apart afterwards."""
-    change = {k: after[k] - before[k] for k in after}
+    team (fsg_wake.h), slot stalls and adapt_team's solo stretches; whether
+    a crowded period (fsg_wake.h) lasted as it began, and the length of the
+    last one as it ended.  The record a group keeps, so that a group at
+    1-thread speed with no crowd sign can be told apart afterwards."""
+    change = {k: after[k] - before[k] for k in after
+              if k not in ("crowded_now", "backoff_ms")}
+    change["crowded_at_start"] = before["crowded_now"]
+    change["backoff_ms_at_end"] = after["backoff_ms"]
     items = change["master_items"] + change["helper_items"]
     change["helper_share"] = change["helper_items"] / items if items else None
     return change
