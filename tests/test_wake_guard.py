@@ -289,20 +289,18 @@ def two_cpus():
     threads._cpus_seen = None
 
 
-def test_a_helpers_wait_begins_a_period_only_when_the_crowd_is_seen(no_crowding, two_cpus):
-    # a helper woken on an idle vCPU waits while the host brings the vCPU
+def test_a_wait_for_a_cpu_begins_a_period_only_when_the_crowd_is_seen(no_crowding, two_cpus):
+    # a thread woken on an idle vCPU waits while the host brings the vCPU
     # back, and the guest counts that as waiting for a CPU: no crowd unless
-    # the runnable count shows one (the master's own wait still decides)
+    # the runnable count shows one
     ms = 1_000_000
     t = 10**15
     policy = _engine._crowd_policy
     _engine._set_runnable_override(2)   # the team itself, on 2 cpus
-    assert policy("helper_record", t, 20 * ms, 8 * ms) is False
+    assert policy("record", t, 20 * ms, 8 * ms) is False
     assert not policy("crowded", t) and _engine.crowd_stats()["episodes"] == 0
-    assert policy("record", t + 30 * ms, 20 * ms, 8 * ms) is True   # the master's
-    _engine.forget_crowding()
     _engine._set_runnable_override(3)   # a neighbour beside the team
-    assert policy("helper_record", t, 20 * ms, 8 * ms) is True
+    assert policy("record", t, 20 * ms, 8 * ms) is True
     assert policy("crowded", t + ms) and _engine.crowd_stats()["unseen"] == 0
 
 

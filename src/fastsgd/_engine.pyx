@@ -951,8 +951,7 @@ cdef extern from "fsg_wake.h" nogil:
     int64_t fsg_cpu_wait_ns() noexcept
     int fsg_crowded(int64_t now) noexcept
     void fsg_crowd_begin(int64_t now) noexcept
-    int fsg_crowd_record(int64_t team_ns, int64_t wait_ns, int64_t now,
-                         int seen_only) noexcept
+    int fsg_crowd_record(int64_t team_ns, int64_t wait_ns, int64_t now) noexcept
     int64_t fsg_now_ns() noexcept
     int fsg_wake_worth(int64_t now, int64_t solo_ns, int n_threads) noexcept
     void fsg_wake_arrived(int64_t *latest) noexcept
@@ -1666,17 +1665,17 @@ def forget_crowding():
 def _crowd_policy(str what, int64_t now, int64_t team_ns=0, int64_t wait_ns=0,
                   int runnable=0, int n_threads=2, int n_cpus=2):
     """The crowding policy of fsg_wake.h on a made-up clock, for its tests:
-    'record' team time and the master's wait for a CPU in it (True when that
-    begins a crowded period), or a helper's ('helper_record': only while
-    the runnable count shows a crowd), 'begin' a period, 'look' at `runnable` threads
+    'record' team time and a thread's wait for a CPU in it (True when that
+    begins a crowded period: only while the runnable count shows a crowd,
+    see _set_runnable_override), 'begin' a period, 'look' at `runnable` threads
     in the system for a team of n_threads on n_cpus (True when that ends the
     period), look as a team call of n_threads 'start's (True when that
     begins a period; the runnable count is the engine's, see
     _set_runnable_override), 'poll' as a caller alone does (a look with the
     engine's count, when one is due; True when it ends the period), or ask
     whether it is 'crowded'."""
-    if what in ("record", "helper_record"):
-        return bool(fsg_crowd_record(team_ns, wait_ns, now, what == "helper_record"))
+    if what == "record":
+        return bool(fsg_crowd_record(team_ns, wait_ns, now))
     if what == "look":
         return bool(fsg_crowd_look(now, runnable, n_threads, n_cpus))
     if what == "start":
@@ -1820,7 +1819,7 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
                 now_wait = fsg_cpu_wait_ns()
                 if not w.solo and now_wait >= 0 and cpu_wait >= 0:
                     fsg_crowd_record(<int64_t> (t - t_check), now_wait - cpu_wait,
-                                     <int64_t> t, 0)
+                                     <int64_t> t)
                 t_check, cpu_wait = t, now_wait
             if fsg_crowded(<int64_t> t):
                 w.solo = crowd_solo = True
@@ -2495,7 +2494,7 @@ cdef class Engine:
                     if plan.crowd_guard and helper_wait0 >= 0:
                         helper_t1 = fsg_now_ns()
                         if fsg_crowd_record(helper_t1 - helper_t0,
-                                            fsg_cpu_wait_ns() - helper_wait0, helper_t1, 1):
+                                            fsg_cpu_wait_ns() - helper_wait0, helper_t1):
                             note_helper_verdict()
             fsg_wake_team_done(t_start, latest[0])
         # one thread's time per row, at most (a team's wall time x its size)

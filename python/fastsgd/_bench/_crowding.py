@@ -78,9 +78,12 @@ PEER_GAIN_MIN_BATCH = 128
 # none for three crowded groups.  Then 3 groups a section, in batch order:
 # batches 1, 8 and 32 took them, and crowded 2-thread groups at batch
 # 128-1024 went unretried in six runs of 2026-12-05.  So a section has
-# seconds of groups' wall time, and the shortest groups go first: about the
-# time three groups took, spent on more of them.)
-CROWDED_RETRY_SECONDS = 16.0
+# seconds of groups' wall time, and the shortest groups go first.  16 s
+# (about what three groups took) left float32 and float64 batch 256 on 2
+# threads unretried at 06:20 UTC, their peers at 0.9-1.5x their 1-thread
+# speed: a 2-thread group takes 4-10 s (float64 batch 1: 18 s).  A run of
+# 287-296 s had 14-15 s of retries in its 2-thread sections.)
+CROWDED_RETRY_SECONDS = 24.0
 # Of a group's attempts the one kept is where everything fastsgd does not
 # control ran fastest: the other frameworks and the matrix-product probes
 # (geometric mean of each one's rate against its best attempt).  Attempts
