@@ -52,6 +52,7 @@
 /* pauses before a waiting thread blocks: about 20-40 us on recent Intel
  * x86, about 105 us on AMD Zen 4 (26 ns per pause, measured 2026-12-04) */
 #define FSG_SPIN_LIMIT 4000
+static int fsg_spin_limit = FSG_SPIN_LIMIT;   /* the engine's knob spin_pauses */
 
 /* times a waiting thread gave up spinning and blocked (diagnostics: a
  * teammate that sleeps between phases pays a wake-up at the next one) */
@@ -144,7 +145,7 @@ static inline void fsg_team_wait(fsg_team *t, int64_t n) {
     for (;;) {
         int32_t done = __atomic_load_n(&t->done, __ATOMIC_ACQUIRE);
         if (done >= n) return;
-        if (spins++ < FSG_SPIN_LIMIT) {
+        if (spins++ < fsg_spin_limit) {
             FSG_CPU_RELAX();
             continue;
         }
@@ -163,7 +164,7 @@ static inline int fsg_team_wait_work(fsg_team *t) {
         int32_t seq = __atomic_load_n(&t->seq, __ATOMIC_ACQUIRE);
         if (fsg_team_has_work(t)) return 1;
         if (__atomic_load_n(&t->exit, __ATOMIC_ACQUIRE)) return 0;
-        if (spins++ < FSG_SPIN_LIMIT) {
+        if (spins++ < fsg_spin_limit) {
             FSG_CPU_RELAX();
             continue;
         }
@@ -246,7 +247,7 @@ static inline void fsg_slot_wait(int32_t *slot, int32_t key) {
     int spins = 0;
     int64_t yielding_since = -1;
     while (__atomic_load_n(slot, __ATOMIC_ACQUIRE) == FSG_SLOT(key, 1)) {
-        if (spins++ < FSG_SPIN_LIMIT) {
+        if (spins++ < fsg_spin_limit) {
             FSG_CPU_RELAX();
         } else {
             if (yielding_since < 0) yielding_since = fsg_slot_clock_ns();

@@ -47,6 +47,22 @@ def test_results_bitwise_identical_for_any_thread_count(batch_size, dtype):
     _assert_bitwise_equal(one, two)
 
 
+@pytest.mark.parametrize("batch_size", [1, 32, 256])
+def test_threads_that_block_at_every_wait_give_the_same_numbers(tuning, batch_size):
+    # spin_pauses=0: every wait for a phase or an item blocks in the kernel
+    # at once, so every hand-off goes through the futex wake-ups (a lost one
+    # would hang the fit); the numbers do not change
+    tuning(parallel_min_work=1, probe_rows=0, wake_guard=0, spin_pauses=0)
+    before = _engine.team_counts()
+    blocking = _fit(2, batch_size)
+    counts = _engine.team_counts()
+    assert counts["worker_sleeps"] > before["worker_sleeps"]
+    assert counts["helper_items"] > before["helper_items"]
+    tuning(spin_pauses=4000)
+    _assert_bitwise_equal(blocking, _fit(2, batch_size))
+    _assert_bitwise_equal(blocking, _fit(1, batch_size))
+
+
 # how small batches are split: every layer by weights, the partials summed
 # in chunks of 4 rows; or only the first (64 x 128 weights), summed in
 # chunks of 3 rows, also for batches of 200 rows

@@ -211,6 +211,8 @@ cdef dict _TUNING = dict(
                              #     OPENBLAS_CORETYPE=Haswell the blocks ran
                              #     float32 B=256 1 thread at 111k rows/s,
                              #     whole products 184k, the row split 198k)
+    spin_pauses=4000,        # a waiting thread's pauses before it blocks in
+                             #     the kernel (fsg_team.h)
     wake_guard=1,            # short calls after an idle gap run alone when
                              #     the team would come too late (fsg_wake.h);
                              #     0: always wake the team
@@ -230,7 +232,7 @@ def set_tuning(**knobs):
         least = 0 if key in ("probe_rows", "wake_guard", "gather_early", "gather_ahead",
                             "tail_gather", "ahead_hint", "update_asks", "solo_wait_percent",
                             "master_tail", "taper_one", "reverse_last", "hidden_rows",
-                            "hidden_asks", "hidden_any_blas") else 1
+                            "hidden_asks", "hidden_any_blas", "spin_pauses") else 1
         if int(value) < least:
             raise ValueError(f"tuning knob {key!r} must be >= {least}")
         if key == "ahead_hint" and int(value) > 3:
@@ -238,6 +240,9 @@ def set_tuning(**knobs):
         if key == "update_asks" and int(value) > 1:
             raise ValueError("tuning knob 'update_asks' is a switch, 0 or 1")
         _TUNING[key] = int(value)
+        if key == "spin_pauses":
+            global fsg_spin_limit
+            fsg_spin_limit = int(value)
 
 
 def build_info():
@@ -914,6 +919,7 @@ cdef extern from "fsg_team.h" nogil:
     int32_t fsg_load_relaxed(int32_t *x) noexcept
     void fsg_count_add(int64_t *counter, int64_t v) noexcept
     int64_t fsg_team_worker_sleeps
+    int fsg_spin_limit
     int64_t fsg_team_master_sleeps
 
 # ---- waking the team for short work (csrc/fsg_wake.h has the why) ------------
