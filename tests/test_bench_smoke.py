@@ -395,6 +395,18 @@ def test_the_shortest_crowded_groups_are_retried_within_the_seconds():
     assert retries_that_fit([8.0, 3.0], 2.0) == []
     assert retries_that_fit([8.0, 3.0], 11.0) == [1, 0]
     assert retries_that_fit([], 16.0) == []
+    # groups whose crowd slowed everyone first; a shorter one may still fit
+    assert retries_that_fit([8.0, 3.0, 4.0, 2.5], 10.0, [False, False, True, True]) == [3, 2, 1]
+    assert retries_that_fit([8.0, 3.0, 9.0], 10.0, [False, False, True]) == [2]
+
+
+def test_a_crowd_that_slowed_everyone_is_told_from_one_only_fastsgd_saw():
+    from fastsgd._bench._crowding import everyone_slowed
+    calm = {"matmul_gflops": 100.0, "peers_slowed": False, "cores_far": False}
+    assert not everyone_slowed(calm, 100.0)
+    assert everyone_slowed(dict(calm, peers_slowed=True), 100.0)
+    assert everyone_slowed(dict(calm, cores_far=True), 100.0)
+    assert everyone_slowed(dict(calm, matmul_gflops=70.0), 100.0)
 
 
 def test_crowded_groups_are_measured_again_within_the_budget(tmp_path, monkeypatch, capsys):

@@ -68,9 +68,10 @@ def build_parser():
                         "threads the other frameworks ran as if a core was gone); the "
                         "attempt in which the other frameworks and the probes ran fastest "
                         "is reported (fewer crowd signals breaking near-ties), the others "
-                        "are kept in the JSON; the shortest groups first, within "
+                        "are kept in the JSON; within "
                         f"{CROWDED_RETRY_SECONDS:.0f} s a section of one dtype and thread "
-                        "count (default 1, --quick 0)")
+                        "count, groups whose crowd slowed everyone first, each kind "
+                        "shortest first (default 1, --quick 0)")
     p.add_argument("--hidden", type=_parse_hidden,
                    help="hidden layer sizes, comma list (default 128)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")

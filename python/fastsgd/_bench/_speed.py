@@ -199,7 +199,9 @@ def _run_section(args, runners, X_all, y, dtype, threads, fpr, run, result):
     for _ in range(args.crowded_retries):
         again = [g for g in groups if g["row"]["crowded"]]
         again = [again[i] for i in _crowding.retries_that_fit(
-            [g["attempts"][-1]["seconds"] for g in again], run.retry_seconds_left)]
+            [g["attempts"][-1]["seconds"] for g in again], run.retry_seconds_left,
+            [_crowding.everyone_slowed(g["attempts"][-1], g["attempts"][-1]["calm_gflops"])
+             for g in again])]
         if not again:
             break
         print(f"--- {dtype}, {threads} thread{'s' if threads > 1 else ''}: "
