@@ -453,14 +453,21 @@ def test_a_crowd_seen_as_a_call_starts_runs_it_alone_until_there_is_room(no_crow
             _engine._set_runnable_override(runnable)
             _engine._set_wake_ns(0)   # (the wake guard would send the team at once)
             time.sleep(0.02)   # the team idle longer than FSG_CROWD_LOOK_IDLE_NS
-            solo_before = _engine.wake_stats()["solo_calls"]
+            team_before = _engine.wake_stats()["team_calls"]
+            counts_before = _engine.team_counts()
             crowded = fit(2)
             stats = _engine.crowd_stats()
+            counts = {k: v - counts_before[k] for k, v in _engine.team_counts().items()}
             assert (stats["start_looks"] >= 1) is seen, (runnable, stats)
             assert stats["episodes"] == 0   # (a look is no verdict on the team)
             if seen:
+                # the call brought the team, to join at a look with room
+                # (one look is weak evidence), but ran every batch alone
+                # while the count showed the crowd
                 assert stats["crowded_now"]
-                assert _engine.wake_stats()["solo_calls"] > solo_before
+                assert _engine.wake_stats()["team_calls"] > team_before
+                assert counts["solo_batches"] == counts["batches"] > 0
+                assert counts["helper_items"] == 0
             for a, b in zip(alone.coefs_ + alone.intercepts_,
                             crowded.coefs_ + crowded.intercepts_):
                 np.testing.assert_array_equal(a, b)
