@@ -278,6 +278,9 @@ def test_cores_placed_far_apart_mark_a_group():
     assert not cores_far_apart([CORES_FAR_RATIO * 100.0], 100.0)   # (strictly above)
     # a machine whose cores are always far apart: its nearest is far too
     assert not cores_far_apart([350.0, 345.0], 340.0)
+    # near comes in two levels, ~65 and 100-170 ns: the second is not far
+    assert not cores_far_apart([129.0, 164.0, 115.0], 61.0)
+    assert cores_far_apart([725.0, 677.0, 849.0], 61.0)
     assert not cores_far_apart([], 126.0) and not cores_far_apart([345.0], None)
     assert group_was_crowded(95.0, 90.0, 0, far=True)
     assert not group_was_crowded(95.0, 90.0, 0, far=False)

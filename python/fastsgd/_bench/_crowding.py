@@ -69,6 +69,15 @@ CROWDED_FIT_SPREAD = 1.35
 # stretches, a reading every ~2 s found the other vCPU gone for the whole
 # 10 ms (a stall, not a placement).
 CORES_FAR_RATIO = 1.8
+# ... and above this.  Later the same day the near readings came in two
+# levels, 61-69 ns and 100-170 ns, and the far ones at 320-390 and 550-850:
+# with the nearest at ~60 ns the ratio alone marked nearly every 2-thread
+# group far (06:59 UTC, float64: six of seven), and the retries went to
+# groups whose peers had gained 1.2-1.6x (float64 batch 256 at 129 ns:
+# scikit-learn 1.44x, PyTorch 1.62x its 1 thread) before one at 725 ns whose
+# peers had lost (0.85x, 0.93x).  Float32 batch-1 fits on 2 threads took
+# 18.5 ms at 64 ns, 20.6 at 149-164 ns and 28.7 at 322 ns.
+CORES_FAR_MIN_NS = 250.0
 DISTANCE_PROBE_SECONDS = 0.01
 CROWDED_PEER_FLOOR = 0.8
 CROWDED_PEER_GAIN = 1.15
@@ -229,9 +238,12 @@ def peers_lost_a_core(gains, batch):
 
 def cores_far_apart(round_trips, nearest):
     """Was the median of a group's cache-line round trips (ns) above
-    CORES_FAR_RATIO times the nearest one of the run?"""
-    return (bool(round_trips) and bool(nearest)
-            and statistics.median(round_trips) > CORES_FAR_RATIO * nearest)
+    CORES_FAR_RATIO times the nearest one of the run, and above
+    CORES_FAR_MIN_NS?"""
+    if not round_trips or not nearest:
+        return False
+    median = statistics.median(round_trips)
+    return median > CORES_FAR_RATIO * nearest and median > CORES_FAR_MIN_NS
 
 
 def group_was_crowded(gflops, calm, team_crowded, others=None, free_cores=0, spread=None,
