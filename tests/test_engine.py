@@ -574,6 +574,19 @@ def test_hidden_unit_blocks_bitwise_identical_for_any_thread_count(tuning, batch
     assert any(not np.array_equal(a, b) for a, b in zip(one.coefs_, rows.coefs_))
 
 
+@pytest.mark.parametrize("grad_rows", [32, 24])   # (64 features: 2 row blocks, or 3, the last 16)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
+def test_odd_blocks_updating_from_the_last_row_change_no_weight(tuning, dtype, grad_rows):
+    # hidden_reverse: odd blocks form and apply W1's gradient from its last
+    # rows (two threads then do not write the same rows at once); every
+    # weight comes out the same, and so for any thread count
+    tuning(wake_guard=0, hidden_any_blas=1, hidden_reverse=0, hidden_grad_rows=grad_rows)
+    forward = _wide_fit(1, 300, dtype)
+    tuning(hidden_reverse=1)
+    for n_threads in (1, 2):
+        _assert_bitwise_equal(forward, _wide_fit(n_threads, 300, dtype))
+
+
 def test_hidden_unit_blocks_with_sample_weights_bitwise_identical(tuning):
     sw = np.random.RandomState(0).uniform(0.1, 3.0, size=1797)
     tuning(wake_guard=0, hidden_any_blas=1)

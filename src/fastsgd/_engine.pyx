@@ -205,6 +205,8 @@ cdef dict _TUNING = dict(
     hidden_asks=1,           # ... and the gradient products ask for the rows
                              #     gathered next (0: never; float32 B=256
                              #     2 threads 343-347k -> 356-366k rows/s)
+    hidden_reverse=1,        # ... odd blocks' gradient and update go through
+                             #     W1's rows from the last (see hidden_item)
     hidden_any_blas=0,       # ... with any BLAS (0: only with OpenBLAS's
                              #     small-matrix kernels, fastsgd._threads.
                              #     blas_small_matrix_kernels: under
@@ -232,7 +234,7 @@ def set_tuning(**knobs):
         least = 0 if key in ("probe_rows", "wake_guard", "gather_early", "gather_ahead",
                             "tail_gather", "ahead_hint", "update_asks", "solo_wait_percent",
                             "master_tail", "taper_one", "reverse_last", "hidden_rows",
-                            "hidden_asks", "hidden_any_blas", "spin_pauses") else 1
+                            "hidden_asks", "hidden_any_blas", "spin_pauses", "hidden_reverse") else 1
         if int(value) < least:
             raise ValueError(f"tuning knob {key!r} must be >= {least}")
         if key == "ahead_hint" and int(value) > 3:
@@ -330,6 +332,7 @@ cdef struct Plan:
     Py_ssize_t hidden_grad_rows  # W1 rows per gradient product
     Py_ssize_t hidden_fwd_rows   # chunk rows per forward product
     bint hidden_asks             # the gradient products ask for the next rows
+    bint hidden_reverse          # odd blocks update W1 from its last rows
     Py_ssize_t hx_off            # per thread: its own two copies of a chunk's
     Py_ssize_t hx_stride         #     inputs (chunk, F), hx_stride apart
     int64_t *hx_stamp            # ... and which chunk each copy holds (one
@@ -739,6 +742,7 @@ cdef void hidden_item(const Plan *p, const Work *w, Py_ssize_t c, int tid, float
     and its partial of the output layer's product)."""
     cdef Py_ssize_t F = p.units[0], H = p.units[1], K = p.units[2]
     cdef Py_ssize_t c0 = c * p.hidden_width, n = min(p.hidden_width, H - c0), f, f0, f1
+    cdef Py_ssize_t G = p.hidden_grad_rows, n_sub = (F + G - 1) // G, s
     cdef floating *a = ws + p.hact_off + c * p.hidden_chunk * p.hidden_width
     cdef floating *d = ws + p.hdelta_off + c * p.hidden_chunk * p.hidden_width
     cdef floating *g1 = ws + p.hgrad_off + c * p.hgrad_stride    # (F, n)
@@ -778,10 +782,15 @@ cdef void hidden_item(const Plan *p, const Work *w, Py_ssize_t c, int tid, float
             accumulate(gb, tmp, n)
         # W1 columns' gradient X^T d in row blocks small enough for BLAS's
         # small-matrix kernels (no packing of X for every block), each
-        # updated while in L1 on the batch's last chunk
-        f0 = 0
-        while f0 < F:
-            f1 = min(f0 + p.hidden_grad_rows, F)
+        # updated while in L1 on the batch's last chunk.  Odd blocks go from
+        # W1's last rows: two threads updating the two halves of the same
+        # rows at once slowed each other (the hardware prefetchers fetch the
+        # neighbour's lines as it writes them; a C test of the update alone,
+        # 784x128 float32, two threads: 28-51 us a pass on one matrix's two
+        # column halves, 8-10 on a matrix each, 14-16 with one reversed)
+        for s in range(n_sub):
+            f0 = (n_sub - 1 - s if p.hidden_reverse and c % 2 == 1 else s) * G
+            f1 = min(f0 + G, F)
             if asked < n_ahead and p.hidden_asks:
                 fsg_prefetch_rows(w.X if ahead != w.next_rows else w.next_X, ahead + asked,
                                   min(per_product, n_ahead - asked), row_bytes, 0, row_bytes,
@@ -794,7 +803,6 @@ cdef void hidden_item(const Plan *p, const Work *w, Py_ssize_t c, int tid, float
                     sumsq += sgd_update(w1 + f * H + c0, v1 + f * H + c0, g1 + f * n, n,
                                         <floating> w.alpha, <floating> w.inv_m,
                                         <floating> w.lr, <floating> w.mu, w.nesterov)
-            f0 = f1
         if w.bwd_last:
             sgd_update(params + p.icpt_off[0] + c0, velocity + p.icpt_off[0] + c0, gb, n,
                        <floating> 0.0, <floating> w.inv_m, <floating> w.lr, <floating> w.mu,
@@ -2412,6 +2420,7 @@ cdef class Engine:
         self._plan.hidden_grad_rows = _TUNING["hidden_grad_rows"]
         self._plan.hidden_fwd_rows = _TUNING["hidden_fwd_rows"]
         self._plan.hidden_asks = _TUNING["hidden_asks"]
+        self._plan.hidden_reverse = _TUNING["hidden_reverse"]
         self._plan.crowd_guard = _TUNING["wake_guard"]
         self._plan.small_tail = _TUNING["gather_early"] and L >= 2 and all(
             self.units[i] * self.units[i + 1] < self._plan.split_min_weights
