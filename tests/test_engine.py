@@ -55,7 +55,12 @@ def test_threads_that_block_at_every_wait_give_the_same_numbers(tuning, batch_si
     tuning(parallel_min_work=1, probe_rows=0, wake_guard=0, spin_pauses=0)
     before = _engine.team_counts()
     blocking = _fit(2, batch_size)
-    counts = _engine.team_counts()
+    # (under pytest -n 2 the helper may not get a CPU during a short fit)
+    for _ in range(5):
+        counts = _engine.team_counts()
+        if counts["helper_items"] > before["helper_items"]:
+            break
+        _assert_bitwise_equal(blocking, _fit(2, batch_size))
     assert counts["worker_sleeps"] > before["worker_sleeps"]
     assert counts["helper_items"] > before["helper_items"]
     tuning(spin_pauses=4000)
@@ -521,10 +526,14 @@ def test_team_counts_say_who_ran_the_items(tuning):
            solo_wait_percent=10**6)
     X = np.random.RandomState(7).standard_normal((3000, 256))
     order = np.random.RandomState(8).permutation(3000).astype(np.int64)
-    before = _engine.team_counts()
-    _check_x_epoch(X, order, 100, 2, check_x=False)
-    team = {k: v - before[k] for k, v in _engine.team_counts().items()}
-    assert team["batches"] == 30 and team["solo_batches"] == 0
+    # (under pytest -n 2 the helper may not get a CPU during a short epoch)
+    for _ in range(5):
+        before = _engine.team_counts()
+        _check_x_epoch(X, order, 100, 2, check_x=False)
+        team = {k: v - before[k] for k, v in _engine.team_counts().items()}
+        assert team["batches"] == 30 and team["solo_batches"] == 0
+        if team["helper_items"] > 0:
+            break
     assert team["master_items"] > 0 and team["helper_items"] > 0
     before = _engine.team_counts()
     _check_x_epoch(X, order, 100, 1, check_x=False)
