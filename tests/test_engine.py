@@ -136,6 +136,12 @@ def test_set_tuning_rejects_unknown_knobs_and_bad_values(tuning):
     tuning(probe_rows=0)   # 0 switches the team/alone probes off
     with pytest.raises(ValueError, match="must be >= 0"):
         tuning(probe_rows=-1)
+    # this stop's knobs: 0 is meaningful (block at once; blocks in order)
+    for knob in ("spin_pauses", "hidden_reverse"):
+        with pytest.raises(ValueError, match=f"'{knob}' must be >= 0"):
+            tuning(**{knob: -1})
+    tuning(spin_pauses=0, hidden_reverse=0)
+    assert _engine.get_tuning()["spin_pauses"] == 0
 
 
 def _small_batch_epochs(engine, n_threads, epochs=2, batch_size=4, n=1200):
