@@ -59,6 +59,36 @@ def assert_views_of_slab(est):
         assert arr.base is est._params
 
 
+def assert_slabs_aligned(est):
+    """The update kernels move 64-byte vectors: weights and velocities start
+    on a 64-byte boundary (numpy's own allocations of this size do not)."""
+    for slab in (est._params, est._optimizer.velocity):
+        assert slab.ctypes.data % 64 == 0, slab.ctypes.data % 64
+        assert slab.flags.writeable and slab.flags.c_contiguous
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weights_and_velocities_start_on_64_byte_boundaries(dtype):
+    # sizes where numpy's allocations fall 16 and 32 bytes past a boundary
+    X, y = make_classification(n_samples=120, n_features=40, n_informative=5,
+                               n_classes=3, random_state=0)
+    X = X.astype(dtype)
+    for hidden in [(3,), (7, 5), (128,)]:
+        est = fit_quietly(MLPClassifier(hidden_layer_sizes=hidden, max_iter=2,
+                                        random_state=0), X, y)
+        assert_slabs_aligned(est)
+        assert_views_of_slab(est)
+        # user-replaced weights are packed into a new slab, aligned as well
+        est.coefs_ = [np.array(c) for c in est.coefs_]
+        est.partial_fit(X, y)
+        assert_slabs_aligned(est)
+        assert_views_of_slab(est)
+        # a deep copy goes through __setstate__, like pickle
+        twin = copy.deepcopy(est)
+        assert_slabs_aligned(twin)
+        assert_views_of_slab(twin)
+
+
 # ------------------------------------------------- pipelines, model selection
 
 
@@ -185,6 +215,7 @@ def test_round_trip_predicts_identically_and_keeps_learning(how, kind, dtype, tm
     # coefs_ / intercepts_ are views of the loaded model's own slab (checked
     # at the end, so that a failure here still runs the checks below)
     views_after_load = [a.base is loaded._params for a in loaded.coefs_ + loaded.intercepts_]
+    assert_slabs_aligned(loaded)
     np.testing.assert_array_equal(loaded._optimizer.velocity, est._optimizer.velocity,
                                   strict=True)
     assert loaded._optimizer.learning_rate == est._optimizer.learning_rate

@@ -23,7 +23,7 @@ from sklearn.utils.validation import _check_sample_weight
 
 from fastsgd import _engine, _snapshots
 from fastsgd._optimizer import SGDOptimizer
-from fastsgd._params import ACTIVATION_CODES, OUTPUT_CODES, ParamLayout
+from fastsgd._params import ACTIVATION_CODES, OUTPUT_CODES, ParamLayout, aligned_copy
 from fastsgd._threads import effective_n_threads, single_threaded_blas
 from fastsgd._validation import assert_all_finite, validate_X
 
@@ -665,19 +665,20 @@ class BaseSGDMLP(BaseEstimator, ABC):
     def __setstate__(self, state):
         super().__setstate__(state)
         if "_params" in self.__dict__:
+            # always a copy of our own: joblib hands back views into its
+            # buffers (read-only with mmap_mode), and unpickled arrays start
+            # wherever numpy put them, not on the 64-byte boundary the
+            # update kernels want (_params.aligned_empty)
             slab = self._params
-            if not (slab.flags.owndata and slab.flags.writeable and slab.flags.c_contiguous):
-                # joblib hands back views into its own buffers (read-only
-                # with mmap_mode): the model owns its slab, so it can train
-                self._params = np.array(slab, copy=True, order="C")
-                if self.__dict__.get("_best_params") is slab:
-                    # keep scikit-learn's early-stopping alias (live weights
-                    # and best snapshot are one array after restoring)
-                    self._best_params = self._params
+            self._params = aligned_copy(slab)
+            if self.__dict__.get("_best_params") is slab:
+                # keep scikit-learn's early-stopping alias (live weights
+                # and best snapshot are one array after restoring)
+                self._best_params = self._params
             self._bind_views()
             opt = self.__dict__.get("_optimizer")
-            if opt is not None and not opt.velocity.flags.writeable:
-                opt.velocity = np.array(opt.velocity, copy=True)
+            if opt is not None:
+                opt.velocity = aligned_copy(opt.velocity)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -16,7 +16,8 @@ parameters themselves, only the velocities (one slab, the parameters'
 layout), so a pickled-and-loaded model keeps training the right arrays.
 """
 
-import numpy as np
+
+from fastsgd._params import aligned_zeros
 
 
 class SGDOptimizer:
@@ -43,7 +44,7 @@ class SGDOptimizer:
         self.momentum = momentum
         self.nesterov = nesterov
         self.power_t = power_t
-        self.velocity = np.zeros(n_params, dtype=dtype)
+        self.velocity = aligned_zeros(n_params, dtype)
 
     def iteration_ends(self, time_step):
         """End-of-epoch schedule hook; ``time_step`` is the number of
