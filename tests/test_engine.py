@@ -137,10 +137,10 @@ def test_set_tuning_rejects_unknown_knobs_and_bad_values(tuning):
     with pytest.raises(ValueError, match="must be >= 0"):
         tuning(probe_rows=-1)
     # this stop's knobs: 0 is meaningful (block at once; blocks in order)
-    for knob in ("spin_pauses", "hidden_reverse"):
+    for knob in ("spin_pauses", "hidden_reverse", "hidden_merge"):
         with pytest.raises(ValueError, match=f"'{knob}' must be >= 0"):
             tuning(**{knob: -1})
-    tuning(spin_pauses=0, hidden_reverse=0)
+    tuning(spin_pauses=0, hidden_reverse=0, hidden_merge=0)
     assert _engine.get_tuning()["spin_pauses"] == 0
 
 
@@ -600,6 +600,30 @@ def test_odd_blocks_updating_from_the_last_row_change_no_weight(tuning, dtype, g
     tuning(hidden_reverse=1)
     for n_threads in (1, 2):
         _assert_bitwise_equal(forward, _wide_fit(n_threads, 300, dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("batch_size,shuffle,merged", [
+    (100, True, 17),    # 18 batches a epoch, the last of 97 rows: every boundary
+    (300, False, 5),    # several chunks a batch, X in place
+    (65, True, 26),     # the last batch (42 rows) takes the small-batch path
+])
+def test_next_batch_forward_in_the_last_phase_changes_no_weight(tuning, dtype, batch_size,
+                                                                shuffle, merged):
+    # hidden_merge: a batch's last phase also runs the next batch's first
+    # forward.  The weights come out bitwise the same as with a phase of its
+    # own, for any thread count, and one phase a batch boundary is saved
+    tuning(wake_guard=0, hidden_any_blas=1, hidden_merge=0)
+    before = _engine.team_counts()["hidden_phases"]
+    apart = _wide_fit(1, batch_size, dtype, shuffle=shuffle)
+    phases_apart = _engine.team_counts()["hidden_phases"] - before
+    tuning(hidden_merge=1)
+    for n_threads in (1, 2):
+        before = _engine.team_counts()["hidden_phases"]
+        joined = _wide_fit(n_threads, batch_size, dtype, shuffle=shuffle)
+        phases_joined = _engine.team_counts()["hidden_phases"] - before
+        _assert_bitwise_equal(apart, joined)
+        assert phases_apart - phases_joined == merged * joined.n_iter_
 
 
 def test_hidden_unit_blocks_with_sample_weights_bitwise_identical(tuning):

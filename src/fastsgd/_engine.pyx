@@ -207,6 +207,8 @@ cdef dict _TUNING = dict(
                              #     2 threads 343-347k -> 356-366k rows/s)
     hidden_reverse=1,        # ... odd blocks' gradient and update go through
                              #     W1's rows from the last (see hidden_item)
+    hidden_merge=1,          # ... a batch's last phase also runs the next
+                             #     batch's first forward (train_batch_hidden)
     hidden_any_blas=0,       # ... with any BLAS (0: only with OpenBLAS's
                              #     small-matrix kernels, fastsgd._threads.
                              #     blas_small_matrix_kernels: under
@@ -234,7 +236,8 @@ def set_tuning(**knobs):
         least = 0 if key in ("probe_rows", "wake_guard", "gather_early", "gather_ahead",
                             "tail_gather", "ahead_hint", "update_asks", "solo_wait_percent",
                             "master_tail", "taper_one", "reverse_last", "hidden_rows",
-                            "hidden_asks", "hidden_any_blas", "spin_pauses", "hidden_reverse") else 1
+                            "hidden_asks", "hidden_any_blas", "spin_pauses", "hidden_reverse",
+                            "hidden_merge") else 1
         if int(value) < least:
             raise ValueError(f"tuning knob {key!r} must be >= {least}")
         if key == "ahead_hint" and int(value) > 3:
@@ -333,6 +336,7 @@ cdef struct Plan:
     Py_ssize_t hidden_fwd_rows   # chunk rows per forward product
     bint hidden_asks             # the gradient products ask for the next rows
     bint hidden_reverse          # odd blocks update W1 from its last rows
+    bint hidden_merge            # the next batch's first forward joins the last phase
     Py_ssize_t hx_off            # per thread: its own two copies of a chunk's
     Py_ssize_t hx_stride         #     inputs (chunk, F), hx_stride apart
     int64_t *hx_stamp            # ... and which chunk each copy holds (one
@@ -709,20 +713,22 @@ cdef double update_task(
 # numbers.
 
 
-cdef const floating *hidden_inputs(const Plan *p, const Work *w, int tid, floating *ws,
-                                   Py_ssize_t r0, Py_ssize_t n, int64_t stamp) noexcept nogil:
-    """The chunk of rows [r0, r0 + n) of the batch: in place when the batch
-    is contiguous, else this thread's own copy, gathered once per chunk.
+cdef const floating *hidden_inputs(const Plan *p, const void *X, const int64_t *rows, int tid,
+                                   floating *ws, Py_ssize_t r0, Py_ssize_t n,
+                                   int64_t stamp) noexcept nogil:
+    """The chunk of rows [r0, r0 + n) of a batch (X and rows as in Work):
+    in place when the batch is contiguous, else this thread's own copy,
+    gathered once per chunk.
     A phase reads two chunks (backward of one, forward of the next, their
     stamps consecutive): each has a copy of its own, by the stamp's parity,
     so a thread running several blocks does not gather them in turn."""
     cdef Py_ssize_t F = p.units[0], copy = 2 * tid + (stamp & 1)
     cdef floating *buf
-    if w.rows == NULL:
-        return <const floating *> w.X + r0 * F
+    if rows == NULL:
+        return <const floating *> X + r0 * F
     buf = ws + p.hx_off + copy * p.hx_stride
     if p.hx_stamp[8 * tid + (stamp & 1)] != stamp:
-        gather_x(p, buf, <const floating *> w.X, w.rows + r0, n, 0, F)
+        gather_x(p, buf, <const floating *> X, rows + r0, n, 0, F)
         p.hx_stamp[8 * tid + (stamp & 1)] = stamp
     return buf
 
@@ -762,13 +768,16 @@ cdef void hidden_item(const Plan *p, const Work *w, Py_ssize_t c, int tid, float
     cdef const int64_t *ahead = NULL
     cdef Py_ssize_t n_ahead = 0, asked = 0, per_product
     cdef size_t row_bytes = F * sizeof(floating)
-    if w.fwd_len > 0 and w.rows != NULL:
+    if w.fwd_len > 0 and w.fwd_next:
+        if w.next_rows != NULL:
+            ahead, n_ahead = w.next_rows, w.fwd_len
+    elif w.fwd_len > 0 and w.rows != NULL:
         ahead, n_ahead = w.rows + w.fwd_r0, w.fwd_len
     elif w.bwd_last and w.next_rows != NULL and w.next_B > 0:
         ahead, n_ahead = w.next_rows, hidden_chunk_len(p, w.next_B)
     per_product = (n_ahead * p.hidden_grad_rows + F - 1) // F
     if w.bwd_len > 0:
-        x = hidden_inputs(p, w, tid, ws, w.bwd_r0, w.bwd_len, w.bwd_stamp)
+        x = hidden_inputs(p, w.X, w.rows, tid, ws, w.bwd_r0, w.bwd_len, w.bwd_stamp)
         beta = 0.0 if w.bwd_first else 1.0
         # W2 rows' gradient, then the deltas back through the old W2 rows
         gemm(True, False, <int> n, <int> K, <int> w.bwd_len, <floating> 1.0, a, <int> n,
@@ -812,7 +821,10 @@ cdef void hidden_item(const Plan *p, const Work *w, Py_ssize_t c, int tid, float
                                 <floating> w.mu, w.nesterov)
             p.hidden_sumsq[c] = sumsq
     if w.fwd_len > 0:
-        x = hidden_inputs(p, w, tid, ws, w.fwd_r0, w.fwd_len, w.fwd_stamp)
+        if w.fwd_next:
+            x = hidden_inputs(p, w.next_X, w.next_rows, tid, ws, 0, w.fwd_len, w.fwd_stamp)
+        else:
+            x = hidden_inputs(p, w.X, w.rows, tid, ws, w.fwd_r0, w.fwd_len, w.fwd_stamp)
         f0 = 0
         while f0 < w.fwd_len:
             f1 = min(f0 + p.hidden_fwd_rows, w.fwd_len)
@@ -829,7 +841,13 @@ cdef double train_batch_hidden(const Plan *p, Work *w, fsg_team *team, floating 
     units (see above), in chunks of at most hidden_chunk rows: one phase
     per chunk runs the last chunk's backward and this chunk's forward, the
     master between phases sums the output partials (in block order) into
-    the chunk's loss and output deltas."""
+    the chunk's loss and output deltas.
+
+    With hidden_merge, when the next batch takes this path too, the last
+    phase also runs the next batch's first forward: each block's weights
+    are final once its own backward is done, so the helpers go on without
+    waiting for the master's end of the batch (hidden_pre tells the next
+    call).  Same products on the same weights: the results do not change."""
     cdef Py_ssize_t K = p.units[2], C = hidden_chunk_len(p, w.B), k, c, r0, n
     cdef Py_ssize_t n_chunks = (w.B + C - 1) // C
     cdef floating *z = ws + p.hout_off                 # (C, K): z, then delta
@@ -840,23 +858,39 @@ cdef double train_batch_hidden(const Plan *p, Work *w, fsg_team *team, floating 
     cdef const floating *yk
     cdef const floating *swk
     cdef double data_loss = 0.0, sumsq = 0.0
-    global _timed_batches, _timed_solo_batches, _timed_batch_ns
+    global _timed_batches, _timed_solo_batches, _timed_batch_ns, _hidden_phases_run
     cdef double t_batch = now_ns() if _timing else 0.0
     w.inv_m = 1.0 / m
     w.make_next = False
     w.ready0 = False
     if w.pregather_key >= 0:   # (a last small batch's tail may still gather)
         settle_slots(p, w)
+    cdef bint pre = w.hidden_pre
+    cdef bint merge = (p.hidden_merge and p.split_rows < w.next_B <= p.hidden_max_rows)
+    w.hidden_pre = False
     w.bwd_len = 0
     for k in range(n_chunks + 1):
         # this phase: backward of chunk k - 1 (set below), forward of chunk k
+        # (or of the next batch's first)
         w.fwd_len = 0
+        w.fwd_next = False
         if k < n_chunks:
             w.fwd_r0 = k * C
             w.fwd_len = min(C, w.B - w.fwd_r0)
-            w.fwd_stamp = w.next_stamp
+            if k == 0 and pre:    # run by the last call's last phase
+                w.fwd_stamp = w.pre_stamp
+            else:
+                w.fwd_stamp = w.next_stamp
+                w.next_stamp += 1
+        elif merge:
+            w.fwd_next = True
+            w.fwd_r0 = 0
+            w.fwd_len = hidden_chunk_len(p, w.next_B)
+            w.fwd_stamp = w.pre_stamp = w.next_stamp
             w.next_stamp += 1
-        run_phase(p, w, team, PHASE_HIDDEN, p.hidden_blocks, ws, params, velocity)
+        if not (k == 0 and pre):
+            run_phase(p, w, team, PHASE_HIDDEN, p.hidden_blocks, ws, params, velocity)
+            _hidden_phases_run += 1
         if k == n_chunks:
             break
         # the master: the chunk's output layer from the blocks' partials
@@ -888,6 +922,7 @@ cdef double train_batch_hidden(const Plan *p, Work *w, fsg_team *team, floating 
         w.bwd_stamp = w.fwd_stamp
         w.bwd_first = k == 0
         w.bwd_last = k == n_chunks - 1
+    w.hidden_pre = merge
     if _timing:
         _timed_batch_ns += now_ns() - t_batch
         _timed_batches += 1
@@ -1143,7 +1178,10 @@ cdef struct Work:
     Py_ssize_t fwd_r0
     Py_ssize_t fwd_len
     int64_t fwd_stamp
+    bint fwd_next             # chunk `fwd` is the next batch's (next_X, next_rows)
     int64_t next_stamp        # the next chunk stamp to hand out
+    bint hidden_pre           # this batch's first forward ran in the last call
+    int64_t pre_stamp         # ... as this chunk stamp
 
 
 # Small batches: is the team faster than the master alone right now?  On a
@@ -1319,16 +1357,18 @@ cdef int64_t _tail_gathered = 0   # blocks gather_tail has gathered (diagnostics
 cdef int64_t _team_items[16]
 cdef int64_t _batches_run = 0
 cdef int64_t _solo_batches_run = 0
+cdef int64_t _hidden_phases_run = 0   # train_batch_hidden's phases (master)
 
 
 def team_counts():
     """Since the process started: items of team phases run by the master
     and by the helpers, batches trained and of those run alone, and how
     often a waiting helper or master stopped spinning and blocked in the
-    kernel (fsg_team.h) (diagnostics; the bench records their change over
-    each group)."""
+    kernel (fsg_team.h), and the phases of hidden-unit blocks run, alone or
+    not (diagnostics; the bench records their change over each group)."""
     return dict(master_items=int(_team_items[0]), helper_items=int(_team_items[8]),
                 batches=int(_batches_run), solo_batches=int(_solo_batches_run),
+                hidden_phases=int(_hidden_phases_run),
                 worker_sleeps=int(fsg_team_worker_sleeps),
                 master_sleeps=int(fsg_team_master_sleeps))
 
@@ -1767,6 +1807,7 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
         if fsg_crowded(<int64_t> t_check):
             w.solo = crowd_solo = True
     w.ready0 = False
+    w.hidden_pre = False
     w.xb_cur = 0
     w.tail_key = -1
     w.pregather_key = -1
@@ -2416,11 +2457,14 @@ cdef class Engine:
         self._task_marks.fill(-1)
         self._hx_stamps.fill(-1)      # (no thread holds a chunk of this call)
         work.next_stamp = 0
+        work.hidden_pre = False
+        work.fwd_next = False
         self._plan.hidden_max_rows = _TUNING["hidden_rows"]
         self._plan.hidden_grad_rows = _TUNING["hidden_grad_rows"]
         self._plan.hidden_fwd_rows = _TUNING["hidden_fwd_rows"]
         self._plan.hidden_asks = _TUNING["hidden_asks"]
         self._plan.hidden_reverse = _TUNING["hidden_reverse"]
+        self._plan.hidden_merge = _TUNING["hidden_merge"]
         self._plan.crowd_guard = _TUNING["wake_guard"]
         self._plan.small_tail = _TUNING["gather_early"] and L >= 2 and all(
             self.units[i] * self.units[i + 1] < self._plan.split_min_weights
