@@ -1,6 +1,7 @@
 """Engine invariants: results independent of the thread count and of how
 the work is split; prediction equal to a plain NumPy forward pass."""
 
+import copy
 import os
 import subprocess
 import sys
@@ -137,10 +138,10 @@ def test_set_tuning_rejects_unknown_knobs_and_bad_values(tuning):
     with pytest.raises(ValueError, match="must be >= 0"):
         tuning(probe_rows=-1)
     # this stop's knobs: 0 is meaningful (block at once; blocks in order)
-    for knob in ("spin_pauses", "hidden_reverse", "hidden_merge"):
+    for knob in ("spin_pauses", "hidden_reverse", "hidden_merge", "hidden_private"):
         with pytest.raises(ValueError, match=f"'{knob}' must be >= 0"):
             tuning(**{knob: -1})
-    tuning(spin_pauses=0, hidden_reverse=0, hidden_merge=0)
+    tuning(spin_pauses=0, hidden_reverse=0, hidden_merge=0, hidden_private=0)
     assert _engine.get_tuning()["spin_pauses"] == 0
 
 
@@ -624,6 +625,53 @@ def test_next_batch_forward_in_the_last_phase_changes_no_weight(tuning, dtype, b
         phases_joined = _engine.team_counts()["hidden_phases"] - before
         _assert_bitwise_equal(apart, joined)
         assert phases_apart - phases_joined == merged * joined.n_iter_
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("batch_size,shuffle,least", [
+    (65, True, 8),     # 27 batches of blocks, then one of 42 rows on the other path
+    (100, False, 8),   # X in place; the last batch 97 rows
+    (300, True, 1),    # several chunks a batch
+])
+def test_blocks_own_copies_of_w1_change_no_weight(tuning, dtype, batch_size, shuffle, least):
+    # hidden_private: on a team, W1 and its velocities live in a copy per
+    # block during the epoch (the blocks then share no row); every weight,
+    # velocity and loss comes out bitwise the same as in params' layout
+    tuning(wake_guard=0, hidden_any_blas=1, hidden_private=0)
+    shared = _wide_fit(2, batch_size, dtype, shuffle=shuffle)
+    tuning(hidden_private=least)
+    for n_threads in (2, 3):
+        own = _wide_fit(n_threads, batch_size, dtype, shuffle=shuffle)
+        _assert_bitwise_equal(shared, own)
+        np.testing.assert_array_equal(shared._optimizer.velocity, own._optimizer.velocity)
+        # training goes on from the weights as left (partial_fit, warm start)
+        X, y = load_digits(return_X_y=True)
+        X = (X / 16).astype(dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tuning(hidden_private=0)
+            a = copy.deepcopy(shared).partial_fit(X, y)
+            tuning(hidden_private=least)
+            b = copy.deepcopy(own).partial_fit(X, y)
+        _assert_bitwise_equal(a, b)
+
+
+def test_bad_row_mid_epoch_leaves_blocks_model_unchanged(tuning, monkeypatch):
+    # the engine finds a NaN row while W1 lives in the blocks' copies: the
+    # epoch ends early, and the model is as it was before the call
+    monkeypatch.setattr(fastsgd._base, "_EPOCH_CHECK_VALUES", 0)
+    tuning(wake_guard=0, hidden_any_blas=1, hidden_private=1)
+    est = _wide_fit(2, 65)
+    before = [a.copy() for a in est.coefs_ + est.intercepts_]
+    velocity = est._optimizer.velocity.copy()
+    X, y = load_digits(return_X_y=True)
+    X = X / 16
+    X[1500, 3] = np.nan
+    with pytest.raises(ValueError, match="^Input X contains NaN"):
+        est.partial_fit(X, y)
+    for a, b in zip(before, est.coefs_ + est.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(velocity, est._optimizer.velocity)
 
 
 def test_hidden_unit_blocks_with_sample_weights_bitwise_identical(tuning):

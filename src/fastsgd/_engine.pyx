@@ -209,6 +209,10 @@ cdef dict _TUNING = dict(
                              #     W1's rows from the last (see hidden_item)
     hidden_merge=1,          # ... a batch's last phase also runs the next
                              #     batch's first forward (train_batch_hidden)
+    hidden_private=8,        # ... on a team, epochs of at least this many
+                             #     such batches move W1 and its velocities
+                             #     into a copy per block (0: never; see
+                             #     private_hidden_weights)
     hidden_any_blas=0,       # ... with any BLAS (0: only with OpenBLAS's
                              #     small-matrix kernels, fastsgd._threads.
                              #     blas_small_matrix_kernels: under
@@ -237,7 +241,7 @@ def set_tuning(**knobs):
                             "tail_gather", "ahead_hint", "update_asks", "solo_wait_percent",
                             "master_tail", "taper_one", "reverse_last", "hidden_rows",
                             "hidden_asks", "hidden_any_blas", "spin_pauses", "hidden_reverse",
-                            "hidden_merge") else 1
+                            "hidden_merge", "hidden_private") else 1
         if int(value) < least:
             raise ValueError(f"tuning knob {key!r} must be >= {least}")
         if key == "ahead_hint" and int(value) > 3:
@@ -337,6 +341,10 @@ cdef struct Plan:
     bint hidden_asks             # the gradient products ask for the next rows
     bint hidden_reverse          # odd blocks update W1 from its last rows
     bint hidden_merge            # the next batch's first forward joins the last phase
+    Py_ssize_t hidden_private    # hidden batches an epoch needs for private blocks
+    Py_ssize_t hw1_off           # per block: its own copy of W1's columns (F, width),
+    Py_ssize_t hv1_off           #     and of their velocities, hw1_stride apart
+    Py_ssize_t hw1_stride        #     (0: no room for them: 1-thread workspace)
     Py_ssize_t hx_off            # per thread: its own two copies of a chunk's
     Py_ssize_t hx_stride         #     inputs (chunk, F), hx_stride apart
     int64_t *hx_stamp            # ... and which chunk each copy holds (one
@@ -755,8 +763,10 @@ cdef void hidden_item(const Plan *p, const Work *w, Py_ssize_t c, int tid, float
     cdef floating *g2 = g1 + F * n                                # (n, K)
     cdef floating *gb = g2 + n * K                                # (n,)
     cdef floating *tmp = gb + n                                   # (n,)
-    cdef floating *w1 = params + p.coef_off[0]
-    cdef floating *v1 = velocity + p.coef_off[0]
+    # the block's columns of W1 and of their velocities, ldw apart
+    cdef floating *w1 = params + p.coef_off[0] + c0
+    cdef floating *v1 = velocity + p.coef_off[0] + c0
+    cdef Py_ssize_t ldw = H
     cdef floating *w2 = params + p.coef_off[1] + c0 * K
     cdef const floating *d2 = ws + p.hout_off
     cdef const floating *x
@@ -776,6 +786,10 @@ cdef void hidden_item(const Plan *p, const Work *w, Py_ssize_t c, int tid, float
     elif w.bwd_last and w.next_rows != NULL and w.next_B > 0:
         ahead, n_ahead = w.next_rows, hidden_chunk_len(p, w.next_B)
     per_product = (n_ahead * p.hidden_grad_rows + F - 1) // F
+    if w.w1_private:
+        w1 = ws + p.hw1_off + c * p.hw1_stride
+        v1 = ws + p.hv1_off + c * p.hw1_stride
+        ldw = n
     if w.bwd_len > 0:
         x = hidden_inputs(p, w.X, w.rows, tid, ws, w.bwd_r0, w.bwd_len, w.bwd_stamp)
         beta = 0.0 if w.bwd_first else 1.0
@@ -809,7 +823,7 @@ cdef void hidden_item(const Plan *p, const Work *w, Py_ssize_t c, int tid, float
                  x + f0, <int> F, d, <int> n, beta, g1 + f0 * n, <int> n)
             if w.bwd_last:
                 for f in range(f0, f1):   # (the block's columns: n apart in g1)
-                    sumsq += sgd_update(w1 + f * H + c0, v1 + f * H + c0, g1 + f * n, n,
+                    sumsq += sgd_update(w1 + f * ldw, v1 + f * ldw, g1 + f * n, n,
                                         <floating> w.alpha, <floating> w.inv_m,
                                         <floating> w.lr, <floating> w.mu, w.nesterov)
         if w.bwd_last:
@@ -829,10 +843,44 @@ cdef void hidden_item(const Plan *p, const Work *w, Py_ssize_t c, int tid, float
         while f0 < w.fwd_len:
             f1 = min(f0 + p.hidden_fwd_rows, w.fwd_len)
             gemm(False, False, <int> (f1 - f0), <int> n, <int> F, <floating> 1.0, x + f0 * F,
-                 <int> F, w1 + c0, <int> H, <floating> 0.0, a + f0 * n, <int> n)
+                 <int> F, w1, <int> ldw, <floating> 0.0, a + f0 * n, <int> n)
             f0 = f1
         bias_activation(a, params + p.icpt_off[0] + c0, w.fwd_len, n, p.activation)
         matmul(p, ws + p.hpart_off + c * p.hidden_chunk * K, a, n, w2, w.fwd_len, n, K)
+
+
+cdef void private_hidden_weights(const Plan *p, Work *w, floating *ws, floating *params,
+                                 floating *velocity, bint into) noexcept nogil:
+    """W1 and its velocities into each block's own copy (into), or back.
+
+    In W1's row-major layout (scikit-learn's) the blocks' columns share
+    every row, and two threads working on the two halves of the same rows
+    slowed each other: the hardware prefetchers fetch the lines the other
+    core is writing, and across core complexes every such line crosses the
+    fabric.  In copies of their own the blocks share no row.  The numbers
+    are the same either way (the same products and updates, row by row).
+    Copying costs two passes over W1 and its velocities per epoch, so only
+    epochs of many batches do it (hidden_private)."""
+    cdef Py_ssize_t F = p.units[0], H = p.units[1], c, c0, n, f
+    cdef floating *w1 = params + p.coef_off[0]
+    cdef floating *v1 = velocity + p.coef_off[0]
+    cdef floating *bw
+    cdef floating *bv
+    cdef size_t nbytes
+    for c in range(p.hidden_blocks):
+        c0 = c * p.hidden_width
+        n = min(p.hidden_width, H - c0)
+        nbytes = n * sizeof(floating)
+        bw = ws + p.hw1_off + c * p.hw1_stride
+        bv = ws + p.hv1_off + c * p.hw1_stride
+        for f in range(F):
+            if into:
+                memcpy(bw + f * n, w1 + f * H + c0, nbytes)
+                memcpy(bv + f * n, v1 + f * H + c0, nbytes)
+            else:
+                memcpy(w1 + f * H + c0, bw + f * n, nbytes)
+                memcpy(v1 + f * H + c0, bv + f * n, nbytes)
+    w.w1_private = into
 
 
 cdef double train_batch_hidden(const Plan *p, Work *w, fsg_team *team, floating *ws,
@@ -1181,6 +1229,8 @@ cdef struct Work:
     bint fwd_next             # chunk `fwd` is the next batch's (next_X, next_rows)
     int64_t next_stamp        # the next chunk stamp to hand out
     bint hidden_pre           # this batch's first forward ran in the last call
+    bint w1_private           # W1 and its velocities live in the blocks' copies
+    bint private_ok           # ... and may this epoch (run_epoch)
     int64_t pre_stamp         # ... as this chunk stamp
 
 
@@ -1527,7 +1577,11 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
     cdef Py_ssize_t n_slices = n_slices_for(w.B, p.slice_rows)
     cdef Py_ssize_t s, t, K = p.units[p.n_layers], n_groups
     if p.hidden_blocks > 0 and p.split_rows < w.B <= p.hidden_max_rows:
+        if w.private_ok and not w.w1_private:
+            private_hidden_weights(p, w, ws, params, velocity, True)
         return train_batch_hidden(p, w, team, ws, params, velocity, m)
+    if w.w1_private:   # (the other paths read scikit-learn's layout)
+        private_hidden_weights(p, w, ws, params, velocity, False)
     w.make_next = False
     w.fuse_next = False
     w.accumulate = False
@@ -1778,6 +1832,27 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
                    const floating *sw, const int64_t *order, Py_ssize_t n,
                    Py_ssize_t batch_size, double *batch_losses, Py_ssize_t *done,
                    double *total, Adapt *ad) noexcept nogil:
+    """Master: the epoch (run_batches), with W1 in the hidden-unit blocks'
+    own copies while a team runs many batches of them
+    (private_hidden_weights), and back in params at the end, however the
+    epoch ends.  Returns a Status."""
+    cdef int status
+    w.w1_private = False
+    w.private_ok = (p.hw1_stride > 0 and p.n_threads > 1 and p.hidden_private > 0
+                    and p.split_rows < batch_size <= p.hidden_max_rows
+                    and n // batch_size >= p.hidden_private)
+    status = run_batches(p, w, team, ws, params, velocity, X, Y, sw, order, n, batch_size,
+                         batch_losses, done, total, ad)
+    if w.w1_private:
+        private_hidden_weights(p, w, ws, params, velocity, False)
+    return status
+
+
+cdef int run_batches(const Plan *p, Work *w, fsg_team *team, floating *ws, floating *params,
+                     floating *velocity, const floating *X, const floating *Y,
+                     const floating *sw, const int64_t *order, Py_ssize_t n,
+                     Py_ssize_t batch_size, double *batch_losses, Py_ssize_t *done,
+                     double *total, Adapt *ad) noexcept nogil:
     """Master: the epoch loop.  Batches are consecutive runs of `order` (or
     of X's rows when order is NULL).  Returns a Status."""
     cdef Py_ssize_t F = p.units[0], K = p.units[p.n_layers]
@@ -2265,6 +2340,7 @@ cdef class Engine:
         h_blocks = h_width = h_chunk = 0
         hx_off = hx_stride = hact_off = hdelta_off = hpart_off = hgrad_off = 0
         hgrad_stride = hout_off = 0
+        hw1_off = hv1_off = hw1_stride = 0
         if (L == 2 and _TUNING["hidden_rows"] > _TUNING["split_rows"]
                 and rows > _TUNING["split_rows"]
                 and units[0] * units[1] >= _TUNING["split_min_weights"]
@@ -2292,6 +2368,12 @@ cdef class Engine:
             off += h_blocks * hgrad_stride
             hout_off = off
             off += _align(2 * h_chunk * K + h_chunk + 2 * K)
+            if n_threads > 1:
+                hw1_stride = _align(units[0] * h_width)
+                hw1_off = off
+                off += h_blocks * hw1_stride
+                hv1_off = off
+                off += h_blocks * hw1_stride
         raw = np.empty(off + 64 // itemsize, dtype=dtype)
         shift = (-raw.ctypes.data % 64) // itemsize
         self._ws = raw[shift:shift + off]
@@ -2366,6 +2448,9 @@ cdef class Engine:
         self._plan.hgrad_off = hgrad_off
         self._plan.hgrad_stride = hgrad_stride
         self._plan.hout_off = hout_off
+        self._plan.hw1_off = hw1_off
+        self._plan.hv1_off = hv1_off
+        self._plan.hw1_stride = hw1_stride
         cdef int64_t[::1] sv = self._hx_stamps
         self._plan.hx_stamp = &sv[0]
         dv = self._hidden_sumsq
@@ -2459,12 +2544,15 @@ cdef class Engine:
         work.next_stamp = 0
         work.hidden_pre = False
         work.fwd_next = False
+        work.w1_private = False
+        work.private_ok = False
         self._plan.hidden_max_rows = _TUNING["hidden_rows"]
         self._plan.hidden_grad_rows = _TUNING["hidden_grad_rows"]
         self._plan.hidden_fwd_rows = _TUNING["hidden_fwd_rows"]
         self._plan.hidden_asks = _TUNING["hidden_asks"]
         self._plan.hidden_reverse = _TUNING["hidden_reverse"]
         self._plan.hidden_merge = _TUNING["hidden_merge"]
+        self._plan.hidden_private = _TUNING["hidden_private"]
         self._plan.crowd_guard = _TUNING["wake_guard"]
         self._plan.small_tail = _TUNING["gather_early"] and L >= 2 and all(
             self.units[i] * self.units[i + 1] < self._plan.split_min_weights
