@@ -632,6 +632,7 @@ def test_next_batch_forward_in_the_last_phase_changes_no_weight(tuning, dtype, b
     (65, True, 8),     # 27 batches of blocks, then one of 42 rows on the other path
     (100, False, 8),   # X in place; the last batch 97 rows
     (300, True, 1),    # several chunks a batch
+    (1797, True, 8),   # the full batch: 15 float64 chunks, 8 float32
 ])
 def test_blocks_own_copies_of_w1_change_no_weight(tuning, dtype, batch_size, shuffle, least):
     # hidden_private: on a team, W1 and its velocities live in a copy per

@@ -210,9 +210,9 @@ cdef dict _TUNING = dict(
     hidden_merge=1,          # ... a batch's last phase also runs the next
                              #     batch's first forward (train_batch_hidden)
     hidden_private=8,        # ... on a team, epochs of at least this many
-                             #     such batches move W1 and its velocities
-                             #     into a copy per block (0: never; see
-                             #     private_hidden_weights)
+                             #     chunks of such batches move W1 and its
+                             #     velocities into a copy per block (0:
+                             #     never; see private_hidden_weights)
     hidden_any_blas=0,       # ... with any BLAS (0: only with OpenBLAS's
                              #     small-matrix kernels, fastsgd._threads.
                              #     blas_small_matrix_kernels: under
@@ -341,7 +341,7 @@ cdef struct Plan:
     bint hidden_asks             # the gradient products ask for the next rows
     bint hidden_reverse          # odd blocks update W1 from its last rows
     bint hidden_merge            # the next batch's first forward joins the last phase
-    Py_ssize_t hidden_private    # hidden batches an epoch needs for private blocks
+    Py_ssize_t hidden_private    # chunks an epoch needs for private blocks
     Py_ssize_t hw1_off           # per block: its own copy of W1's columns (F, width),
     Py_ssize_t hv1_off           #     and of their velocities, hw1_stride apart
     Py_ssize_t hw1_stride        #     (0: no room for them: 1-thread workspace)
@@ -860,7 +860,7 @@ cdef void private_hidden_weights(const Plan *p, Work *w, floating *ws, floating 
     fabric.  In copies of their own the blocks share no row.  The numbers
     are the same either way (the same products and updates, row by row).
     Copying costs two passes over W1 and its velocities per epoch, so only
-    epochs of many batches do it (hidden_private)."""
+    epochs of many chunks do it (hidden_private)."""
     cdef Py_ssize_t F = p.units[0], H = p.units[1], c, c0, n, f
     cdef floating *w1 = params + p.coef_off[0]
     cdef floating *v1 = velocity + p.coef_off[0]
@@ -1840,7 +1840,8 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
     w.w1_private = False
     w.private_ok = (p.hw1_stride > 0 and p.n_threads > 1 and p.hidden_private > 0
                     and p.split_rows < batch_size <= p.hidden_max_rows
-                    and n // batch_size >= p.hidden_private)
+                    and (n // batch_size) * ((batch_size + p.hidden_chunk - 1)
+                                             // p.hidden_chunk) >= p.hidden_private)
     status = run_batches(p, w, team, ws, params, velocity, X, Y, sw, order, n, batch_size,
                          batch_losses, done, total, ad)
     if w.w1_private:
