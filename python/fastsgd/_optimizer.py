@@ -16,7 +16,6 @@ parameters themselves, only the velocities (one slab, the parameters'
 layout), so a pickled-and-loaded model keeps training the right arrays.
 """
 
-
 from fastsgd._params import aligned_zeros
 
 

@@ -55,11 +55,6 @@ def aligned_copy(a):
     return out
 
 
-def is_aligned(a):
-    """True when ``a`` starts on a 64-byte boundary."""
-    return a.ctypes.data % SLAB_ALIGN == 0
-
-
 class ParamLayout:
     """Offsets of every layer's weights and biases in the flat slab.
 

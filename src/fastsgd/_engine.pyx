@@ -1229,9 +1229,9 @@ cdef struct Work:
     bint fwd_next             # chunk `fwd` is the next batch's (next_X, next_rows)
     int64_t next_stamp        # the next chunk stamp to hand out
     bint hidden_pre           # this batch's first forward ran in the last call
+    int64_t pre_stamp         # ... as this chunk stamp
     bint w1_private           # W1 and its velocities live in the blocks' copies
     bint private_ok           # ... and may this epoch (run_epoch)
-    int64_t pre_stamp         # ... as this chunk stamp
 
 
 # Small batches: is the team faster than the master alone right now?  On a
