@@ -607,7 +607,7 @@ def test_odd_blocks_updating_from_the_last_row_change_no_weight(tuning, dtype, g
 @pytest.mark.parametrize("batch_size,shuffle,merged", [
     (100, True, 17),    # 18 batches a epoch, the last of 97 rows: every boundary
     (300, False, 5),    # several chunks a batch, X in place
-    (65, True, 26),     # the last batch (42 rows) takes the small-batch path
+    (35, True, 50),     # the last batch (12 rows) takes the small-batch path
 ])
 def test_next_batch_forward_in_the_last_phase_changes_no_weight(tuning, dtype, batch_size,
                                                                 shuffle, merged):
@@ -629,7 +629,7 @@ def test_next_batch_forward_in_the_last_phase_changes_no_weight(tuning, dtype, b
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
 @pytest.mark.parametrize("batch_size,shuffle,least", [
-    (65, True, 8),     # 27 batches of blocks, then one of 42 rows on the other path
+    (35, True, 8),     # 51 batches of blocks, then one of 12 rows on the other path
     (100, False, 8),   # X in place; the last batch 97 rows
     (300, True, 1),    # several chunks a batch
     (1797, True, 8),   # the full batch: 15 float64 chunks, 8 float32
@@ -673,6 +673,26 @@ def test_bad_row_mid_epoch_leaves_blocks_model_unchanged(tuning, monkeypatch):
     for a, b in zip(before, est.coefs_ + est.intercepts_):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(velocity, est._optimizer.velocity)
+
+
+def test_hidden_unit_blocks_from_32_rows(tuning):
+    # batches of more than hidden_min_rows (31) rows take the blocks; at
+    # 24 rows the small-batch split was faster, at 32 as fast with the vCPUs
+    # near and faster far apart
+    tuning(wake_guard=0, hidden_any_blas=1)
+    seen = {}
+    _engine.phase_timing(True)
+    try:
+        for batch_size in (31, 32):
+            _engine.phase_times(reset=True)
+            _wide_fit(2, batch_size)
+            seen[batch_size] = _engine.phase_times(reset=True)["phases"]
+    finally:
+        _engine.phase_timing(False)
+    assert "hidden" not in seen[31] and "tasks" in seen[31]
+    assert "hidden" in seen[32]
+    with pytest.raises(ValueError, match="'hidden_min_rows' must be >= 1"):
+        tuning(hidden_min_rows=0)
 
 
 def test_hidden_unit_blocks_with_sample_weights_bitwise_identical(tuning):

@@ -179,8 +179,12 @@ cdef dict _TUNING = dict(
     probe_rows=64,           # batches up to this many rows measure team vs
                              #     alone (adapt_probe); 0: never
     hidden_rows=1 << 30,     # a network of one hidden layer trains batches of
-                             #     split_rows+1 up to this many rows split by
-                             #     hidden units (train_batch_hidden; 0: never)
+                             #     hidden_min_rows+1 up to this many rows split
+                             #     by hidden units (train_batch_hidden; 0: never)
+    hidden_min_rows=31,      # ... (float32 B=32, 2 threads, vCPUs near: 328.1k
+                             #     rows/s against 333.4k for the small-batch
+                             #     split, far apart 251-282k against 209-220k;
+                             #     B=24 291.0k against 314.7k near)
     hidden_width=64,         # ... in blocks of about this many units (equal,
                              #     whole vectors; 784-128-10 float64 1 thread
                              #     B=128, before the small products below:
@@ -330,12 +334,13 @@ cdef struct Plan:
                                  #     gather (fsg_team.h slots; -1 at rest)
     int32_t *task_mark           # per layer-0 task: who finished it in which
                                  #     phase (mark_of; -1 at rest)
-    # one hidden layer, batches of more than split_rows rows: split by
+    # one hidden layer, batches of more than hidden_min_rows rows: split by
     # hidden units (train_batch_hidden); 0 blocks: never
     Py_ssize_t hidden_blocks     # blocks of hidden units (the items)
     Py_ssize_t hidden_width      # units per block (the last may be narrower)
     Py_ssize_t hidden_chunk      # rows per chunk of a batch, at most
-    Py_ssize_t hidden_max_rows   # batches up to this many rows take the path
+    Py_ssize_t hidden_min_rows   # batches of more than this many rows take the path,
+    Py_ssize_t hidden_max_rows   # ... up to this many
     Py_ssize_t hidden_grad_rows  # W1 rows per gradient product
     Py_ssize_t hidden_fwd_rows   # chunk rows per forward product
     bint hidden_asks             # the gradient products ask for the next rows
@@ -914,7 +919,7 @@ cdef double train_batch_hidden(const Plan *p, Work *w, fsg_team *team, floating 
     if w.pregather_key >= 0:   # (a last small batch's tail may still gather)
         settle_slots(p, w)
     cdef bint pre = w.hidden_pre
-    cdef bint merge = (p.hidden_merge and p.split_rows < w.next_B <= p.hidden_max_rows)
+    cdef bint merge = (p.hidden_merge and p.hidden_min_rows < w.next_B <= p.hidden_max_rows)
     w.hidden_pre = False
     w.bwd_len = 0
     for k in range(n_chunks + 1):
@@ -1576,7 +1581,7 @@ cdef double train_batch(const Plan *p, Work *w, fsg_team *team, floating *ws,
     both divided by m)."""
     cdef Py_ssize_t n_slices = n_slices_for(w.B, p.slice_rows)
     cdef Py_ssize_t s, t, K = p.units[p.n_layers], n_groups
-    if p.hidden_blocks > 0 and p.split_rows < w.B <= p.hidden_max_rows:
+    if p.hidden_blocks > 0 and p.hidden_min_rows < w.B <= p.hidden_max_rows:
         if w.private_ok and not w.w1_private:
             private_hidden_weights(p, w, ws, params, velocity, True)
         return train_batch_hidden(p, w, team, ws, params, velocity, m)
@@ -1839,7 +1844,7 @@ cdef int run_epoch(const Plan *p, Work *w, fsg_team *team, floating *ws, floatin
     cdef int status
     w.w1_private = False
     w.private_ok = (p.hw1_stride > 0 and p.n_threads > 1 and p.hidden_private > 0
-                    and p.split_rows < batch_size <= p.hidden_max_rows
+                    and p.hidden_min_rows < batch_size <= p.hidden_max_rows
                     and (n // batch_size) * ((batch_size + p.hidden_chunk - 1)
                                              // p.hidden_chunk) >= p.hidden_private)
     status = run_batches(p, w, team, ws, params, velocity, X, Y, sw, order, n, batch_size,
@@ -2342,8 +2347,8 @@ cdef class Engine:
         hx_off = hx_stride = hact_off = hdelta_off = hpart_off = hgrad_off = 0
         hgrad_stride = hout_off = 0
         hw1_off = hv1_off = hw1_stride = 0
-        if (L == 2 and _TUNING["hidden_rows"] > _TUNING["split_rows"]
-                and rows > _TUNING["split_rows"]
+        if (L == 2 and _TUNING["hidden_rows"] > _TUNING["hidden_min_rows"]
+                and rows > _TUNING["hidden_min_rows"]
                 and units[0] * units[1] >= _TUNING["split_min_weights"]
                 and (_TUNING["hidden_any_blas"] or _blas_small_matrix_kernels())):
             # equal blocks of whole vectors (two threads share evenly)
@@ -2548,6 +2553,7 @@ cdef class Engine:
         work.w1_private = False
         work.private_ok = False
         self._plan.hidden_max_rows = _TUNING["hidden_rows"]
+        self._plan.hidden_min_rows = _TUNING["hidden_min_rows"]
         self._plan.hidden_grad_rows = _TUNING["hidden_grad_rows"]
         self._plan.hidden_fwd_rows = _TUNING["hidden_fwd_rows"]
         self._plan.hidden_asks = _TUNING["hidden_asks"]
